@@ -1,0 +1,204 @@
+"""SASRec in RecBole 1.2.1 and in echorec on ml-100k, same settings, side by side in one run.
+
+Settings (both): hidden 64, 2 layers, 2 heads, inner 256, dropout 0.5/0.5, max_len 50, batch 256,
+Adam lr 1e-3, CE over all items, prefix augmentation, leave-one-out, full ranking, valid NDCG@10
+picks the best epoch, the same number of epochs. RecBole runs in its own virtualenv (it is never a
+dependency of echorec): pass its python with --recbole-python.
+
+Prints test HR/NDCG/MRR@10 for both, the per-epoch training time ratio, and how long echorec's
+fastest mode (`--train-mode all`) takes to reach RecBole's 2-epoch test NDCG@10. Writes
+benchmarks/results/vs_recbole.{json,md}.
+
+    python benchmarks/vs_recbole.py --recbole-python /path/to/recbole-venv/bin/python --epochs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+RECBOLE_SCRIPT = r"""
+import json, os, sys, time
+import numpy as np
+# RecBole 1.2.1 uses numpy names removed in numpy 2.
+for a, b in [("bool8", np.bool_), ("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_)]:
+    if not hasattr(np, a):
+        setattr(np, a, b)
+from recbole.config import Config
+from recbole.data import create_dataset, data_preparation
+from recbole.model.sequential_recommender import SASRec
+from recbole.trainer import Trainer
+from recbole.utils import init_seed
+
+data_path, epochs, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+cfg = {
+    "data_path": data_path, "dataset": "ml-100k", "checkpoint_dir": os.path.join(out, "ckpt"),
+    "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
+    "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+    "val_interval": None, "user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)",
+    "MAX_ITEM_LIST_LENGTH": 50, "train_neg_sample_args": None, "loss_type": "CE",
+    "hidden_size": 64, "inner_size": 256, "n_layers": 2, "n_heads": 2,
+    "hidden_dropout_prob": 0.5, "attn_dropout_prob": 0.5, "hidden_act": "gelu",
+    "train_batch_size": 256, "eval_batch_size": 1024, "learning_rate": 1e-3, "epochs": epochs,
+    "stopping_step": 1000, "eval_step": 1, "metrics": ["Hit", "NDCG", "MRR"], "topk": [5, 10, 20],
+    "valid_metric": "NDCG@10", "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full",
+    "group_by": "user"}, "seed": 2020, "reproducibility": True, "device": "cpu", "use_gpu": False,
+    "show_progress": False, "log_wandb": False, "state": "WARNING",
+}
+config = Config(model="SASRec", config_dict=cfg)
+init_seed(config["seed"], config["reproducibility"])
+dataset = create_dataset(config)
+train_data, valid_data, test_data = data_preparation(config, dataset)
+model = SASRec(config, train_data.dataset).to(config["device"])
+trainer = Trainer(config, model)
+epoch_times, curve = [], []
+orig = trainer._train_epoch
+t_start = [None]
+def timed(*a, **k):
+    t = time.perf_counter()
+    r = orig(*a, **k)
+    epoch_times.append(time.perf_counter() - t)
+    return r
+trainer._train_epoch = timed
+orig_valid = trainer._valid_epoch
+def valid_and_peek(*a, **k):
+    r = orig_valid(*a, **k)
+    # Test metrics of the current weights after each epoch (for the time-to-quality figure only).
+    elapsed = time.perf_counter() - t_start[0]
+    res = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+    curve.append({"epoch": len(epoch_times), "wall": elapsed, "test_ndcg@10": float(res["ndcg@10"])})
+    return r
+trainer._valid_epoch = valid_and_peek
+t_start[0] = time.perf_counter()
+trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+json.dump({"test": {k: float(v) for k, v in test.items()}, "epoch_seconds": epoch_times, "curve": curve,
+           "n_train_samples": len(train_data.dataset)}, open(os.path.join(out, "recbole.json"), "w"))
+"""
+
+
+def run_recbole(python: str, data_file: str, epochs: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        os.makedirs(os.path.join(tmp, "data", "ml-100k"))
+        os.symlink(os.path.abspath(data_file), os.path.join(tmp, "data", "ml-100k", "ml-100k.inter"))
+        script = os.path.join(tmp, "rb.py")
+        with open(script, "w") as f:
+            f.write(RECBOLE_SCRIPT)
+        env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore"}
+        subprocess.run([python, script, os.path.join(tmp, "data"), str(epochs), tmp], check=True, env=env, cwd=tmp)
+        with open(os.path.join(tmp, "recbole.json")) as f:
+            return json.load(f)
+
+
+def run_echorec(epochs: int, mode: str, batch_size: int = 256, target_ndcg: float | None = None,
+                max_seconds: float | None = None) -> dict:
+    from echorec.config import RunConfig, TrainConfig
+    from echorec.eval.evaluate import evaluate
+    from echorec.models.sasrec import SASRecConfig
+    from echorec.train.loop import load_data, train_model
+
+    rc = RunConfig(model="sasrec", model_cfg=SASRecConfig(),
+                   train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=1e-3, patience=0, progress=False))
+    rc.data.train_mode = mode
+    _, split = load_data(rc)
+    curve = []
+    t0 = time.perf_counter()
+
+    class Reached(Exception):
+        pass
+
+    def peek(epoch, model, row):
+        wall = time.perf_counter() - t0
+        ndcg = evaluate(model, split, "test", 50)["ndcg@10"]
+        curve.append({"epoch": epoch, "wall": wall, "test_ndcg@10": ndcg, "epoch_seconds": row["seconds"]})
+        if target_ndcg is not None and ndcg >= target_ndcg:
+            raise Reached
+        if max_seconds is not None and wall > max_seconds:
+            raise Reached
+
+    try:
+        res = train_model(rc, split, quiet=False, callback=peek)
+        test = res.test
+    except Reached:
+        test = None
+    return {"test": test, "epoch_seconds": [c["epoch_seconds"] for c in curve], "curve": curve}
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else 0.5 * (xs[len(xs) // 2 - 1] + xs[len(xs) // 2])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recbole-python", required=True)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    args = ap.parse_args()
+    import torch
+
+    from echorec.data.datasets import fetch
+
+    data_file = fetch("ml-100k")
+    print(f"[bench] RecBole SASRec, {args.epochs} epochs ...", flush=True)
+    rb = run_recbole(args.recbole_python, data_file, args.epochs)
+    print(f"[bench] echorec SASRec (prefix mode), {args.epochs} epochs ...", flush=True)
+    ours = run_echorec(args.epochs, "prefix")
+    rb2 = next(c for c in rb["curve"] if c["epoch"] == 2)
+    print(f"[bench] echorec SASRec (all mode) until test NDCG@10 >= RecBole's 2-epoch {rb2['test_ndcg@10']:.4f} ...",
+          flush=True)
+    # In "all" mode a window of 50 items carries 50 targets, so a smaller batch keeps the step count up.
+    fast = run_echorec(200, "all", batch_size=32, target_ndcg=rb2["test_ndcg@10"], max_seconds=rb2["wall"])
+    reached = fast["curve"][-1]["test_ndcg@10"] >= rb2["test_ndcg@10"]
+
+    rows = []
+    for key in ("hit@10", "ndcg@10", "mrr@10", "hit@20", "ndcg@20"):
+        a, b = rb["test"][key], ours["test"][key]
+        rows.append((key, a, b, (b - a) / a * 100))
+    rb_ep, our_ep = median(rb["epoch_seconds"]), median(ours["epoch_seconds"])
+    machine = f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}"
+    lines = [
+        f"# SASRec: echorec vs RecBole 1.2.1 on ml-100k ({args.epochs} epochs each)",
+        "",
+        f"machine: {machine}; commit {git_commit()}; command: `python benchmarks/vs_recbole.py --epochs {args.epochs}`",
+        "",
+        "| test metric | RecBole | echorec | diff |",
+        "| --- | ---: | ---: | ---: |",
+        *[f"| {k} | {a:.4f} | {b:.4f} | {d:+.1f}% |" for k, a, b, d in rows],
+        "",
+        f"| training time / epoch (median) | {rb_ep:.1f} s | {our_ep:.1f} s | ratio {our_ep / rb_ep:.2f} |",
+        "| --- | ---: | ---: | ---: |",
+        "",
+        f"Fastest mode (`--train-mode all --batch-size 32`): RecBole's 2-epoch test NDCG@10 is {rb2['test_ndcg@10']:.4f}, reached "
+        f"after {rb2['wall']:.1f} s (2 epochs incl. validation). echorec all-mode "
+        + (f"reached {fast['curve'][-1]['test_ndcg@10']:.4f} after {fast['curve'][-1]['wall']:.1f} s "
+           f"({fast['curve'][-1]['epoch']} epochs): {fast['curve'][-1]['wall'] / rb2['wall']:.2f}x of RecBole's time."
+           if reached else f"did NOT reach it within {rb2['wall']:.1f} s (best {max(c['test_ndcg@10'] for c in fast['curve']):.4f})."),
+    ]
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "vs_recbole.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(args.out, "vs_recbole.json"), "w") as f:
+        json.dump({"machine": machine, "commit": git_commit(), "epochs": args.epochs, "recbole": rb,
+                   "echorec_prefix": ours, "echorec_all": fast}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""The `echorec` command: train, evaluate, data info, models.
+
+Flags map 1:1 onto config fields (`--max-len` sets data.max_len, `--hidden` the model's hidden, ...);
+the model's own fields are added once `--model` is known. User mistakes print one `error: ...` line
+and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from echorec.config import (DataConfig, EvalConfig, RunConfig, TrainConfig, coerce, flag_fields, from_dict,
+                            run_config_from_dict)
+from echorec.errors import EchorecError
+
+SECTIONS = (("data", DataConfig), ("train", TrainConfig), ("eval", EvalConfig))
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, status 2, like every other user mistake
+        raise EchorecError(f"{self.prog}: {message}")
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _add_config_flags(p, model_cls):
+    seen = {"--model", "--out", "--config"}
+    groups = [(sec, cls) for sec, cls in SECTIONS] + [("model_cfg", model_cls.Config)]
+    for sec, cls in groups:
+        g = p.add_argument_group(f"{sec} settings" if sec != "model_cfg" else f"{model_cls.name} settings")
+        for flag, name, tp, default in flag_fields(cls):
+            if flag in seen:
+                raise RuntimeError(f"config field {sec}.{name} clashes with another flag {flag}")
+            seen.add(flag)
+            g.add_argument(flag, dest=f"{sec}.{name}", default=None, metavar=_type_name(tp).upper(),
+                           help=f"(default: {default})")
+
+
+def build_run_config(args: dict, model: str, base: dict | None = None) -> RunConfig:
+    from echorec.registry import get_model_class
+
+    cls = get_model_class(model)
+    d = {"model": model, "data": {}, "train": {}, "eval": {}, "model_cfg": {}}
+    if base:
+        for k in ("data", "train", "eval", "model_cfg"):
+            d[k].update(base.get(k, {}))
+    for key, value in args.items():
+        if value is None or "." not in key:
+            continue
+        sec, name = key.split(".", 1)
+        d[sec][name] = value
+    rc = run_config_from_dict(d, where="flags")
+    _ = cls  # model_cfg was built from the model's own Config by run_config_from_dict
+    return rc
+
+
+def _metrics_table(metrics: dict, ks=(5, 10, 20)) -> str:
+    rows = []
+    for split in ("valid", "test"):
+        m = metrics[split]
+        prefix = next((k.split("_")[0] + "_" for k in m if k.startswith("sampled")), "")
+        cells = [f"{m.get(f'{prefix}{name}@{k}', float('nan')):.4f}" for name in ("hit", "ndcg", "mrr") for k in ks]
+        rows.append((split, cells))
+    head = [f"{name.upper() if name != 'hit' else 'HR'}@{k}" for name in ("hit", "ndcg", "mrr") for k in ks]
+    w = max(len(h) for h in head) + 1
+    lines = ["split  " + "".join(h.rjust(w) for h in head)]
+    for split, cells in rows:
+        lines.append(f"{split:<6} " + "".join(c.rjust(w) for c in cells))
+    return "\n".join(lines)
+
+
+def cmd_train(argv):
+    pre = _Parser(prog="echorec train", add_help=False)
+    pre.add_argument("--model", default=None)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+    base = None
+    if known.config:
+        from echorec.train.checkpoint import read_json
+
+        base = read_json(known.config)
+    model = known.model or (base or {}).get("model", "sasrec")
+    from echorec.registry import get_model_class
+
+    model_cls = get_model_class(model)
+    p = _Parser(prog="echorec train", description="Train a model and write a run folder.")
+    p.add_argument("--model", default=model, help="registered model name (see `echorec models`)")
+    p.add_argument("--out", required=True, help="run folder to write (config, weights, metrics, history)")
+    p.add_argument("--config", default=None, help="JSON file with data/train/eval/model_cfg sections")
+    _add_config_flags(p, model_cls)
+    args = vars(p.parse_args(argv))
+    rc = build_run_config(args, model, base)
+    from echorec.train.loop import run_training
+
+    metrics = run_training(rc, args["out"])
+    out = args["out"]
+    print()
+    print(f"{model} on {rc.data.dataset} — {metrics['evaluation']}, best epoch {metrics['best_epoch']} of "
+          f"{metrics['epochs_run']}, {metrics['seconds_per_epoch']:.1f} s/epoch")
+    print(_metrics_table(metrics, rc.eval.ks))
+    print(f"\nrun folder: {os.path.abspath(out)}  (config.json, model.safetensors, metrics.json, history.csv)")
+    print("next: echorec evaluate --run " + out +
+          " | more epochs: --epochs 200 --patience 10 | other models: echorec models")
+
+
+def cmd_evaluate(argv):
+    p = _Parser(prog="echorec evaluate", description="Reload a run folder and evaluate it.")
+    p.add_argument("--run", required=True)
+    p.add_argument("--split", choices=["valid", "test"], default="test")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    args = p.parse_args(argv)
+    from echorec.train.run import evaluate_run
+
+    m, saved = evaluate_run(args.run, args.split)
+    if args.json:
+        print(json.dumps(m, indent=2))
+        return
+    print(_metrics_table({"valid": m, "test": m}).splitlines()[0])
+    print(_metrics_table({"valid": m, "test": m}).splitlines()[2].replace("test  ", args.split.ljust(6), 1))
+    if saved is not None:
+        same = all(abs(saved[k] - m[k]) == 0 for k in saved if k in m)
+        print(f"matches metrics.json: {'yes' if same else 'NO'}")
+
+
+def cmd_data(argv):
+    p = _Parser(prog="echorec data", description="Inspect datasets.")
+    sub = p.add_subparsers(dest="what", required=True)
+    info = sub.add_parser("info", help="users, items, interactions, length statistics")
+    info.add_argument("dataset")
+    for flag, name, tp, default in flag_fields(DataConfig):
+        if name not in ("dataset", "max_len", "train_mode"):
+            info.add_argument(flag, dest=name, default=default)
+    sub.add_parser("list", help="named datasets")
+    args = p.parse_args(argv)
+    from echorec.data.datasets import NAMED
+
+    if args.what == "list":
+        for name, ds in NAMED.items():
+            print(f"{name:10s} {ds.description}")
+        return
+    fields = {name: coerce(getattr(args, name), tp, f"--{name}") for _, name, tp, _ in flag_fields(DataConfig)
+              if hasattr(args, name)}
+    dc = from_dict(DataConfig, {"dataset": args.dataset, **fields})
+    from echorec.data.datasets import resolve
+    from echorec.data.preprocess import load_sequences
+
+    path = resolve(dc.dataset)
+    data = load_sequences(path, dc.format, (dc.user_col, dc.item_col, dc.time_col, dc.rating_col), dc.min_rating,
+                          dc.kcore)
+    import numpy as np
+
+    lens = data.lengths
+    n = len(data.items)
+    print(f"dataset       {dc.dataset}\nfile          {path}")
+    print(f"users         {data.n_users:,}\nitems         {data.n_items:,}\ninteractions  {n:,}")
+    print(f"density       {n / (data.n_users * data.n_items):.4%}")
+    print(f"seq length    min {lens.min()} / median {int(np.median(lens))} / mean {lens.mean():.2f} / max {lens.max()}")
+    print(f"users with >= 3 items (evaluated): {(lens >= 3).sum():,}")
+
+
+def cmd_models(argv):
+    from echorec.registry import get_model_class, model_names
+
+    for name in model_names():
+        cls = get_model_class(name)
+        print(f"{name:15s} {'causal ' if cls.causal else 'bidir. '} {cls.description}")
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "data": cmd_data, "models": cmd_models}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: echorec {train,evaluate,data,models} ...\n\n"
+              "  train     train a model, write a run folder\n"
+              "  evaluate  reload a run folder and recompute its metrics\n"
+              "  data      data info DS | data list\n"
+              "  models    list registered models")
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        print(f"error: unknown command {cmd!r}; use one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    try:
+        COMMANDS[cmd](rest)
+    except EchorecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: readers for interaction logs, named datasets, preprocessing, splits and batching."""

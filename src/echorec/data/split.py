@@ -1,0 +1,156 @@
+"""Leave-one-out split, training samples (prefix | all) and vectorised, length-bucketed batching.
+
+Every sample is a (start, end) pair of absolute indices into the CSR `items` array: the input is
+`items[max(start, end - L):end]`, left-padded with 0 to the batch's width. Batches are built by one
+gather over a (B, L) index grid, so no Python loop runs per sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from echorec.data.preprocess import SeqData
+from echorec.errors import EchorecError
+
+
+@dataclass
+class Batch:
+    seq: torch.Tensor  # (B, L) int64, left-padded, 0 = pad
+    target: torch.Tensor | None = None  # (B,) next item (prefix mode, evaluation)
+    targets: torch.Tensor | None = None  # (B, L) next item at every position, 0 = none ("all" mode)
+
+    def to(self, device) -> "Batch":
+        mv = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(mv(self.seq), mv(self.target), mv(self.targets))
+
+    def __len__(self) -> int:
+        return self.seq.shape[0]
+
+
+@dataclass
+class Split:
+    """Leave-one-out over a SeqData: train part, then valid item, then test item, per user."""
+
+    data: SeqData
+    items: torch.Tensor  # (N,) int64, the CSR items
+    starts: np.ndarray  # (U,) first index of each user
+    train_end: np.ndarray  # (U,) exclusive end of each user's training part
+    eval_users: np.ndarray  # users with >= 3 items (they have a valid and a test item)
+
+    @property
+    def n_items(self) -> int:
+        return self.data.n_items
+
+    def eval_samples(self, which: str) -> tuple[np.ndarray, np.ndarray]:
+        """(start, end) of the inputs for 'valid' or 'test'; the target is items[end]."""
+        u = self.eval_users
+        end = self.train_end[u] + (0 if which == "valid" else 1)
+        return self.starts[u], end
+
+    def train_samples(self, mode: str, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        if mode == "prefix":
+            return prefix_samples(self.starts, self.train_end)
+        if mode == "all":
+            return window_samples(self.starts, self.train_end, max_len)
+        raise EchorecError(f"unknown train_mode {mode!r}; use prefix or all")
+
+
+def leave_one_out(data: SeqData) -> Split:
+    lengths = data.lengths
+    starts = data.offsets[:-1].copy()
+    has_eval = lengths >= 3  # shorter users stay in training only
+    train_end = data.offsets[1:] - np.where(has_eval, 2, 0)
+    if not has_eval.any():
+        raise EchorecError(f"{data.source}: no user has 3 or more interactions, so nothing can be evaluated")
+    return Split(data, torch.from_numpy(data.items), starts, train_end, np.flatnonzero(has_eval))
+
+
+def prefix_samples(starts: np.ndarray, train_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every prefix of every training part is one sample: inputs items[s:e], target items[e], s < e < train_end."""
+    n_per_user = np.maximum(train_end - starts - 1, 0)
+    user = np.repeat(np.arange(len(starts)), n_per_user)
+    # Position within each user's run of samples: 0, 1, ..., n_u - 1.
+    first = np.cumsum(n_per_user) - n_per_user
+    k = np.arange(n_per_user.sum()) - np.repeat(first, n_per_user)
+    return starts[user], starts[user] + 1 + k
+
+
+def window_samples(starts: np.ndarray, train_end: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training parts cut into windows of max_len inputs from the most recent end.
+
+    A window (s, e) holds inputs items[s:e] and targets items[s+1:e+1]; the last window of a user
+    ends at train_end - 1 so its final target is the last training item.
+    """
+    ends_last = train_end - 1
+    n_inputs = np.maximum(ends_last - starts, 0)
+    n_win = -(-n_inputs // max_len)  # ceil
+    user = np.repeat(np.arange(len(starts)), n_win)
+    first = np.cumsum(n_win) - n_win
+    k = np.arange(n_win.sum()) - np.repeat(first, n_win)
+    end = ends_last[user] - k * max_len
+    start = np.maximum(starts[user], end - max_len)
+    return start, end
+
+
+def gather(items: torch.Tensor, start: torch.Tensor, end: torch.Tensor, width: int, shift: int = 0) -> torch.Tensor:
+    """(B, width) left-padded rows items[max(start, end-width)+shift : end+shift]."""
+    idx = end[:, None] - width + torch.arange(width)[None, :]  # (B, width)
+    real = idx >= start[:, None]
+    return torch.where(real, items[(idx + shift).clamp(min=0)], 0)
+
+
+class BatchIterator:
+    """Shuffled (optionally length-bucketed) batches over (start, end) samples.
+
+    Bucketing: samples are shuffled, then sorted by length inside chunks of 64 batches, cut into
+    batches and the batch order shuffled again, so a batch holds similar lengths and is cropped
+    to its longest row instead of always being max_len wide.
+    """
+
+    def __init__(self, split: Split, start, end, max_len: int, batch_size: int, mode: str = "prefix",
+                 shuffle: bool = True, bucket: bool = True, seed: int = 0):
+        self.items = split.items
+        self.start = torch.as_tensor(start, dtype=torch.int64)
+        self.end = torch.as_tensor(end, dtype=torch.int64)
+        self.max_len, self.batch_size, self.mode = max_len, batch_size, mode
+        self.shuffle, self.bucket, self.seed = shuffle, bucket, seed
+        self.lengths = torch.clamp(self.end - self.start, max=max_len)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return -(-len(self.start) // self.batch_size)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.start)
+
+    def order(self, epoch: int) -> list[torch.Tensor]:
+        n = len(self.start)
+        if not self.shuffle:
+            return list(torch.arange(n).split(self.batch_size))
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        perm = torch.randperm(n, generator=g)
+        if not self.bucket:
+            return list(perm.split(self.batch_size))
+        chunk = self.batch_size * 64
+        batches = []
+        for c in perm.split(chunk):
+            c = c[torch.argsort(self.lengths[c], stable=True)]
+            batches.extend(c.split(self.batch_size))
+        shuffled = torch.randperm(len(batches), generator=g)
+        return [batches[i] for i in shuffled]
+
+    def make(self, idx: torch.Tensor) -> Batch:
+        s, e = self.start[idx], self.end[idx]
+        width = int(self.lengths[idx].max())
+        seq = gather(self.items, s, e, width)
+        if self.mode == "all":
+            return Batch(seq, targets=gather(self.items, s, e, width, shift=1))
+        return Batch(seq, target=self.items[e])
+
+    def epoch_batches(self, epoch: int):
+        for idx in self.order(epoch):
+            yield self.make(idx)

@@ -1,0 +1,1 @@
+"""Evaluation: ranking metrics (pure tensor functions) and batched full-ranking evaluation."""

@@ -1,0 +1,63 @@
+"""The contract every sequential recommender meets, and the shared pieces (embedding, scoring, CE).
+
+    encode(seq)  (B, L) int64, left-padded, 0 = pad  ->  (B, L, D)
+    score(h)     (..., D)                            ->  (..., n_items) over ALL items (column j = item j+1)
+    loss(batch)  scalar; default: CE of the last position's scores vs. the next item, or, in "all"
+                 mode (batch.targets set), CE at every real position (valid for causal models only)
+
+Left padding puts every sequence's most recent item at column -1, so `encode(seq)[:, -1]` is the
+user representation whatever the lengths in the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SequentialRecommender(nn.Module):
+    name: str = "base"
+    causal: bool = True  # may it train in "all" mode (outputs at t depend only on items <= t)?
+    description: str = ""
+
+    def __init__(self, n_items: int, max_len: int, hidden: int):
+        super().__init__()
+        self.n_items, self.max_len, self.hidden = n_items, max_len, hidden
+        self.item_emb = nn.Embedding(n_items + 1, hidden, padding_idx=0)
+
+    # -- contract ---------------------------------------------------------------------------------
+    def encode(self, seq: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode_last(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, L) -> (B, D) at the last position; models override it when they can skip work."""
+        return self.encode(seq)[:, -1]
+
+    def score(self, h: torch.Tensor) -> torch.Tensor:
+        # Tied output: the item embedding table, padding row excluded.
+        return h @ self.item_emb.weight[1:].t()
+
+    def predict(self, seq: torch.Tensor) -> torch.Tensor:
+        return self.score(self.encode_last(seq))
+
+    def loss(self, batch) -> torch.Tensor:
+        if batch.targets is not None:
+            h = self.encode(batch.seq)  # (B, L, D)
+            real = batch.targets > 0
+            logits = self.score(h[real])  # (n_real, n_items)
+            return F.cross_entropy(logits.float(), batch.targets[real] - 1)
+        logits = self.predict(batch.seq)  # (B, n_items)
+        return F.cross_entropy(logits.float(), batch.target - 1)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def init_weights(self, std: float = 0.02) -> None:
+        """N(0, std^2) Linear/Embedding weights, zero biases, unit LayerNorm (BERT/RecBole style)."""
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, 0.0, std)
+                if isinstance(m, nn.Linear) and m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)

@@ -1,0 +1,1 @@
+"""Building blocks: attention, feed-forward/GLU, spectral filter, selective scan and Mamba."""
