@@ -1,3 +1,3 @@
 """Registered models; importing this package registers them all."""
 
-from echorec.models import sasrec  # noqa: F401
+from echorec.models import echomamba4rec, mamba4rec, sasrec  # noqa: F401

@@ -1,0 +1,8 @@
+# Shortcuts for the README's commands.
+.PHONY: install test demo bench-recbole
+install:
+	pip install -e ".[dev]"
+test:
+	pip install -e ".[dev]" && pytest
+demo:
+	pip install -e . && echorec train --model sasrec --dataset ml-100k --out runs/demo --epochs 5

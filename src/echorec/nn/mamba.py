@@ -1,0 +1,105 @@
+"""The Mamba block (Gu & Dao 2023): in_proj -> causal depthwise conv + SiLU -> selective SSM, gated
+by SiLU(z) -> out_proj, with exact padding and a recurrent `step` for streaming inference.
+
+Padding is exact: at positions where `mask` is False the conv input is zeroed and the step size
+dt is 0, so exp(dt * A) = 1 and dt * B * u = 0: the state passes through unchanged. A sequence's
+outputs at its real positions are therefore the same whatever padding (left or right) or batch
+mates it comes with.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from echorec.nn.ssm import scan_time_major
+
+PAD_DELTA = -1e4
+
+
+class Mamba(nn.Module):
+    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2, dt_rank="auto",
+                 dt_min: float = 0.001, dt_max: float = 0.1, dt_init_floor: float = 1e-4, dt_scale: float = 1.0,
+                 conv_bias: bool = True, bias: bool = False, backend: str | None = None):
+        super().__init__()
+        self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
+        self.d_inner = expand * d_model
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.backend = backend
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias)
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1,
+                                bias=conv_bias)
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        # dt_proj init: weights keep the variance of dt_rank inputs; the bias is softplus^-1 of a dt drawn
+        # log-uniformly from [dt_min, dt_max], so initial step sizes span slow and fast dynamics.
+        std = self.dt_rank ** -0.5 * dt_scale
+        nn.init.uniform_(self.dt_proj.weight, -std, std)
+        dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        dt = dt.clamp(min=dt_init_floor)
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
+        # S4D-real init: A[:, n] = -(n + 1), stored as log so A stays negative during training.
+        A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(A))
+        self.D = nn.Parameter(torch.ones(self.d_inner))
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+
+    def _ssm_params(self, x):
+        """(B, L, d_inner) conv output -> delta (B, L, d_inner) before softplus, Bm, Cm (B, L, N)."""
+        dbc = self.x_proj(x)  # (B, L, r + 2N)
+        dt, Bm, Cm = dbc.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        return self.dt_proj(dt), Bm, Cm
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_state: bool = False):
+        """x (B, L, d_model), mask (B, L) bool (True = real token) -> (B, L, d_model)."""
+        B, L, _ = x.shape
+        xz = self.in_proj(x)  # (B, L, 2 * d_inner)
+        xi, z = xz.chunk(2, dim=-1)
+        if mask is not None:
+            xi = xi * mask[..., None].to(xi.dtype)
+        conv_in = xi.transpose(1, 2)  # (B, d_inner, L)
+        # Causal depthwise conv: pad d_conv - 1 zeros on the left, so the output is exactly L long.
+        xc = F.silu(F.conv1d(F.pad(conv_in, (self.d_conv - 1, 0)), self.conv1d.weight, self.conv1d.bias,
+                             groups=self.d_inner))  # (B, d_inner, L)
+        delta, Bm, Cm = self._ssm_params(xc.transpose(1, 2))
+        if mask is not None:
+            # softplus(-1e4) is exactly 0 in float32: dt = 0 at padding, so the state passes through
+            # unchanged (a finite value, not -inf: the fastmath kernels assume no infinities).
+            delta = delta.masked_fill(~mask[..., None], PAD_DELTA)
+        A = -torch.exp(self.A_log.float())
+        y, h = scan_time_major(xc, delta.transpose(1, 2), A, Bm, Cm, self.D, z.transpose(1, 2),
+                               delta_softplus=True, backend=self.backend)
+        out = self.out_proj(y.transpose(1, 2).to(x.dtype))  # (B, L, d_model)
+        if return_state:
+            tail = F.pad(conv_in, (self.d_conv - 1, 0))[..., -(self.d_conv - 1):] if self.d_conv > 1 else conv_in[..., :0]
+            return out, (tail, h)
+        return out
+
+    # -- recurrent inference --------------------------------------------------------------------
+    def allocate_state(self, batch: int, device=None, dtype=torch.float32):
+        conv = torch.zeros(batch, self.d_inner, self.d_conv - 1, device=device, dtype=dtype)
+        ssm = torch.zeros(batch, self.d_inner, self.d_state, device=device, dtype=torch.float32)
+        return conv, ssm
+
+    @torch.no_grad()
+    def step(self, x_t: torch.Tensor, state):
+        """One new token per row: x_t (B, d_model), state from allocate_state/forward -> (y_t, state).
+
+        O(1) in the sequence length: the conv keeps its last d_conv - 1 inputs, the SSM its (d_inner, N) state.
+        """
+        conv_state, h = state
+        xz = self.in_proj(x_t)  # (B, 2 * d_inner)
+        xi, z = xz.chunk(2, dim=-1)
+        window = torch.cat([conv_state, xi[..., None]], dim=-1)  # (B, d_inner, d_conv)
+        xc = F.silu((window * self.conv1d.weight[:, 0]).sum(-1) + (self.conv1d.bias if self.conv1d.bias is not None else 0))
+        delta, Bm, Cm = self._ssm_params(xc)
+        dt = F.softplus(delta)
+        A = -torch.exp(self.A_log.float())
+        h = torch.exp(dt.float()[..., None] * A) * h + (dt * xc).float()[..., None] * Bm.float()[:, None, :]
+        y = (h * Cm.float()[:, None, :]).sum(-1) + self.D * xc
+        y = y * F.silu(z)
+        return self.out_proj(y.to(x_t.dtype)), (window[..., 1:], h)

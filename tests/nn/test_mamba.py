@@ -1,0 +1,58 @@
+"""Mamba block: exact padding (left or right, any width, any batch mates) and step == forward."""
+
+import pytest
+import torch
+
+from echorec.nn import _kernels
+from echorec.nn.mamba import Mamba
+
+BACKENDS = ["torch", "ref"] + (["numba"] if _kernels.numba_scan is not None else [])
+
+
+def block(backend):
+    torch.manual_seed(0)
+    return Mamba(16, d_state=8, d_conv=4, expand=2, backend=backend).eval()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_padding_is_exact(backend):
+    m = block(backend)
+    g = torch.Generator().manual_seed(1)
+    real = torch.randn(1, 13, 16, generator=g)
+    with torch.no_grad():
+        alone = m(real)
+        for width in (50, 200):
+            for side in ("left", "right"):
+                x = torch.randn(3, width, 16, generator=g)  # garbage everywhere, batch mates included
+                mask = torch.zeros(3, width, dtype=torch.bool)
+                sl = slice(width - 13, width) if side == "left" else slice(0, 13)
+                x[1, sl] = real[0]
+                mask[1, sl] = True
+                mask[0, :5] = True
+                mask[2] = True
+                out = m(x, mask)
+                torch.testing.assert_close(out[1, sl], alone[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_step_equals_forward(backend):
+    m = block(backend)
+    x = torch.randn(2, 9, 16)
+    with torch.no_grad():
+        full, (conv, h) = m(x, return_state=True)
+        state = m.allocate_state(2)
+        outs = []
+        for t in range(9):
+            y, state = m.step(x[:, t], state)
+            outs.append(y)
+    torch.testing.assert_close(torch.stack(outs, 1), full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(state[1], h, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(state[0], conv, atol=1e-6, rtol=1e-6)
+
+
+def test_init_follows_mamba():
+    m = Mamba(32, d_state=16, dt_min=0.001, dt_max=0.1)
+    dt = torch.nn.functional.softplus(m.dt_proj.bias)
+    assert dt.min() >= 0.001 * 0.99 and dt.max() <= 0.1 * 1.01
+    torch.testing.assert_close(-torch.exp(m.A_log[0]), -torch.arange(1, 17).float())
+    assert m.dt_rank == 2 and m.d_inner == 64

@@ -1,0 +1,106 @@
+"""End to end through the CLI: train -> run folder -> evaluate, determinism, and user mistakes."""
+
+import json
+import os
+
+import pytest
+
+from echorec.cli import main
+
+FAST = ["--hidden", "32", "--inner", "64", "--dropout", "0.1", "--attn-dropout", "0.1", "--max-len", "10",
+        "--batch-size", "64", "--lr", "0.005", "--progress", "false"]
+
+
+def train(tmp_path, data, name="run", extra=()):
+    out = str(tmp_path / name)
+    rc = main(["train", "--model", "sasrec", "--dataset", data, "--out", out, *FAST, *extra])
+    return rc, out
+
+
+def test_train_evaluate_round_trip(tmp_path, inter_file, capsys):
+    rc, out = train(tmp_path, inter_file, extra=["--epochs", "8", "--patience", "0"])
+    assert rc == 0
+    for f in ("config.json", "model.safetensors", "metrics.json", "history.csv", "items.tsv", "users.tsv"):
+        assert os.path.exists(os.path.join(out, f)), f
+    m = json.load(open(os.path.join(out, "metrics.json")))
+    assert set(m) >= {"valid", "test", "best_epoch", "train_seconds"}
+    assert {"hit@10", "ndcg@10", "mrr@10", "hit@5", "ndcg@20"} <= set(m["test"])
+    # The synthetic users mostly step item -> item + 1: a model that learned anything beats chance (10/40).
+    assert m["test"]["hit@10"] > 0.5
+    history = open(os.path.join(out, "history.csv")).read().splitlines()
+    assert len(history) == 1 + 8 and history[0].startswith("epoch,loss")
+    text = capsys.readouterr().out
+    assert "run folder:" in text and "NDCG@10" in text
+    assert main(["evaluate", "--run", out, "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again == m["test"]  # exactly, not approximately
+
+
+def test_same_seed_same_metrics(tmp_path, seq_file):
+    _, a = train(tmp_path, seq_file, "a", ["--epochs", "2"])
+    _, b = train(tmp_path, seq_file, "b", ["--epochs", "2"])
+    ma, mb = (json.load(open(os.path.join(x, "metrics.json"))) for x in (a, b))
+    assert ma["test"] == mb["test"] and ma["valid"] == mb["valid"]
+
+
+def test_all_mode_trains(tmp_path, seq_file):
+    rc, out = train(tmp_path, seq_file, "all", ["--epochs", "2", "--train-mode", "all"])
+    assert rc == 0 and json.load(open(os.path.join(out, "config.json")))["data"]["train_mode"] == "all"
+
+
+@pytest.mark.parametrize("content,expect", [
+    ("user_id:token\titem_id:token\ttimestamp:float\n1\t2\t3\n1\t2\n", "bad.inter:3: expected 3 fields, got 2"),
+    ("", "bad.inter: empty file"),
+])
+def test_bad_input_leaves_existing_run_untouched(tmp_path, inter_file, capsys, content, expect):
+    rc, out = train(tmp_path, inter_file, extra=["--epochs", "1"])
+    before = {f: open(os.path.join(out, f), "rb").read() for f in os.listdir(out)}
+    bad = tmp_path / "bad.inter"
+    bad.write_text(content)
+    capsys.readouterr()
+    rc = main(["train", "--model", "sasrec", "--dataset", str(bad), "--out", out, "--epochs", "1"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("error: ") and expect in err and "\n" not in err
+    after = {f: open(os.path.join(out, f), "rb").read() for f in os.listdir(out)}
+    assert after == before
+
+
+def test_user_mistakes_are_one_line(tmp_path, inter_file, capsys):
+    cases = [
+        (["train", "--model", "nosuch", "--out", "x"], "unknown model 'nosuch'"),
+        (["train", "--model", "sasrec", "--dataset", inter_file, "--out", "x", "--no-such-flag", "1"], "unrecognized"),
+        (["train", "--model", "sasrec", "--dataset", inter_file, "--out", "x", "--epochs", "two"], "expected int"),
+        (["train", "--model", "sasrec", "--dataset", str(tmp_path / "missing.csv"), "--out", "x"], "neither a file"),
+        (["evaluate", "--run", str(tmp_path / "nothing")], "no such run folder"),
+        (["train", "--model", "sasrec", "--dataset", inter_file, "--out", "x", "--min-rating", "9"],
+         "no interactions left after --min-rating"),
+    ]
+    for argv, expect in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and expect in err and "\n" not in err, (argv, err)
+
+
+def test_config_file_unknown_key(tmp_path, inter_file, capsys):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"train": {"epochs": 1, "learning_rate": 0.1}}))
+    assert main(["train", "--config", str(cfg), "--dataset", inter_file, "--out", str(tmp_path / "r")]) == 2
+    assert "unknown key(s) learning_rate" in capsys.readouterr().err
+
+
+def test_tampered_weights_are_a_clear_error(tmp_path, inter_file, capsys):
+    _, out = train(tmp_path, inter_file, extra=["--epochs", "1"])
+    w = os.path.join(out, "model.safetensors")
+    data = open(w, "rb").read()
+    open(w, "wb").write(data[: len(data) // 2])
+    capsys.readouterr()
+    assert main(["evaluate", "--run", out]) == 2
+    assert "not a valid safetensors file" in capsys.readouterr().err
+
+
+def test_data_info_and_models(inter_file, capsys):
+    assert main(["data", "info", inter_file]) == 0
+    out = capsys.readouterr().out
+    assert "users         80" in out and "interactions" in out
+    assert main(["models"]) == 0
+    assert "sasrec" in capsys.readouterr().out
