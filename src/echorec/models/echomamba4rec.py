@@ -99,9 +99,25 @@ class BiMamba(nn.Module):
         # "padded": the authors' model reads the pads (unmasked) before the reversed real tokens.
         hb = self.bwd(xr, None if self.reverse == "padded" else mask)
         b = self.ln_b(self.drop(hb) + xr).gather(1, idx)  # back to the original positions
+        return self._combine(f, b)
+
+    def forward_last(self, x, mask):
+        """The output at the last position only, (B, D). Exact, and about half the work: in "real"
+        mode the backward branch at the last position has read that one token (the pads before it
+        are masked), so it is the backward Mamba run on a length-1 sequence."""
+        if self.backward_on and self.reverse == "padded":
+            return self.forward(x, mask)[:, -1]
+        last = x[:, -1]  # (B, D)
+        f = self.ln_f(self.drop(self.fwd(x, mask)[:, -1]) + last)
+        if not self.backward_on:
+            return f
+        b = self.ln_b(self.drop(self.bwd(x[:, -1:])[:, 0]) + last)
+        return self._combine(f, b)
+
+    def _combine(self, f, b):
         if self.combine == "sum":
             return f + b
-        fb = torch.cat([f, b], dim=-1)  # (B, L, 2D)
+        fb = torch.cat([f, b], dim=-1)  # (..., 2D)
         if self.combine == "gated":
             g = torch.sigmoid(self.gate(fb))
             return g * f + (1 - g) * b
@@ -128,10 +144,18 @@ class EchoBlock(nn.Module):
             raise EchorecError(f"--glu {cfg.glu!r}: use glu, ffn or none")
 
     def forward(self, x, mask):
-        if self.filter is not None:
-            x = self.ln_filter(x + self.drop(self.filter(x, mask)))
-        x = self.bimamba(x, mask)
-        return self.mixer(x)
+        x = self._filter(x, mask)
+        return self.mixer(self.bimamba(x, mask))
+
+    def forward_last(self, x, mask):
+        """(B, L, D) -> (B, D) at the last position; the GLU is pointwise, so it runs there only."""
+        x = self._filter(x, mask)
+        return self.mixer(self.bimamba.forward_last(x, mask))
+
+    def _filter(self, x, mask):
+        if self.filter is None:
+            return x
+        return self.ln_filter(x + self.drop(self.filter(x, mask)))
 
 
 @register("echomamba4rec")
@@ -150,6 +174,18 @@ class EchoMamba4Rec(SequentialRecommender):
         init_like_authors(self, cfg.init)
 
     def encode(self, seq):
+        x, mask = self._embed(seq)
+        for blk in self.blocks:
+            x = blk(x, mask)
+        return x
+
+    def encode_last(self, seq):
+        x, mask = self._embed(seq)
+        for blk in self.blocks[:-1]:
+            x = blk(x, mask)
+        return self.blocks[-1].forward_last(x, mask)
+
+    def _embed(self, seq):
         seq = seq[:, -self.max_len:]
         if self.cfg.reverse == "padded" and seq.shape[1] < self.max_len:
             # The authors' behaviour depends on the pad count up to max_len: always use the full width.
@@ -159,7 +195,4 @@ class EchoMamba4Rec(SequentialRecommender):
         if self.pos_emb is not None:
             L = seq.shape[1]
             x = x + self.pos_emb(torch.arange(L - 1, -1, -1, device=seq.device))[None]
-        x = self.ln(self.drop(x))
-        for blk in self.blocks:
-            x = blk(x, mask)
-        return x
+        return self.ln(self.drop(x)), mask
