@@ -98,6 +98,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--loop-max", type=int, default=200)
+    ap.add_argument("--mambapy-max", type=int, default=200, help="mambapy materialises (B, L, D, N): ~9 GB at L=200")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--only", default="", help="comma-separated substrings of layer names to run")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -111,7 +112,7 @@ def main():
         for name in layers:
             if args.only and not any(k in name for k in args.only.split(",")):
                 continue
-            if name.startswith("loop") and L > args.loop_max:
+            if name.startswith("loop") and L > args.loop_max or name.startswith("mambapy") and L > args.mambapy_max:
                 continue
             sec, mem = measure(name, L, args.batch, args.repeats)
             rows.append({"layer": name, "L": L, "seconds": sec, "peak_mib": mem})

@@ -81,6 +81,24 @@ def test_user_mistakes_are_one_line(tmp_path, inter_file, capsys):
         assert err.startswith("error: ") and expect in err and "\n" not in err, (argv, err)
 
 
+def test_all_mode_refused_for_bidirectional_model(tmp_path, inter_file, capsys):
+    rc = main(["train", "--model", "echomamba4rec", "--dataset", inter_file, "--out", str(tmp_path / "x"),
+               "--train-mode", "all"])
+    assert rc == 2 and "--train-mode all needs a causal model" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "x")
+
+
+@pytest.mark.parametrize("model,extra", [("mamba4rec", ["--train-mode", "all"]), ("echomamba4rec", [])])
+def test_mamba_models_train_end_to_end(tmp_path, seq_file, model, extra):
+    out = str(tmp_path / model)
+    rc = main(["train", "--model", model, "--dataset", seq_file, "--out", out, "--hidden", "16", "--d-state", "8",
+               "--epochs", "2", "--max-len", "10", "--progress", "false", *extra])
+    assert rc == 0
+    m = json.load(open(os.path.join(out, "metrics.json")))
+    assert main(["evaluate", "--run", out, "--json"]) == 0
+    assert 0 <= m["test"]["ndcg@10"] <= 1
+
+
 def test_config_file_unknown_key(tmp_path, inter_file, capsys):
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"train": {"epochs": 1, "learning_rate": 0.1}}))
