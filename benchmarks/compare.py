@@ -36,8 +36,6 @@ ABLATION = [
     ("no filter", "echomamba4rec", ["--filter", "false"]),
     ("no backward", "echomamba4rec", ["--backward", "false"]),
     ("no GLU", "echomamba4rec", ["--glu", "none"]),
-    ("FFN instead of GLU", "echomamba4rec", ["--glu", "ffn"]),
-    ("gated combine", "echomamba4rec", ["--combine", "gated"]),
     ("init=mamba", "echomamba4rec", ["--init", "mamba"]),
 ]
 

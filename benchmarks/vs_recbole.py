@@ -38,7 +38,7 @@ from recbole.model.sequential_recommender import SASRec
 from recbole.trainer import Trainer
 from recbole.utils import init_seed
 
-data_path, epochs, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+data_path, epochs, out, seed = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 cfg = {
     "data_path": data_path, "dataset": "ml-100k", "checkpoint_dir": os.path.join(out, "ckpt"),
     "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
@@ -50,7 +50,7 @@ cfg = {
     "train_batch_size": 256, "eval_batch_size": 1024, "learning_rate": 1e-3, "epochs": epochs,
     "stopping_step": 1000, "eval_step": 1, "metrics": ["Hit", "NDCG", "MRR"], "topk": [5, 10, 20],
     "valid_metric": "NDCG@10", "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full",
-    "group_by": "user"}, "seed": 2020, "reproducibility": True, "device": "cpu", "use_gpu": False,
+    "group_by": "user"}, "seed": seed, "reproducibility": True, "device": "cpu", "use_gpu": False,
     "show_progress": False, "log_wandb": False, "state": "WARNING",
 }
 config = Config(model="SASRec", config_dict=cfg)
@@ -74,7 +74,8 @@ def valid_and_peek(*a, **k):
     # Test metrics of the current weights after each epoch (for the time-to-quality figure only).
     elapsed = time.perf_counter() - t_start[0]
     res = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
-    curve.append({"epoch": len(epoch_times), "wall": elapsed, "test_ndcg@10": float(res["ndcg@10"])})
+    curve.append({"epoch": len(epoch_times), "wall": elapsed, "test_ndcg@10": float(res["ndcg@10"]),
+                  "test": {k: float(v) for k, v in res.items()}})
     return r
 trainer._valid_epoch = valid_and_peek
 t_start[0] = time.perf_counter()
@@ -85,7 +86,7 @@ json.dump({"test": {k: float(v) for k, v in test.items()}, "epoch_seconds": epoc
 """
 
 
-def run_recbole(python: str, data_file: str, epochs: int) -> dict:
+def run_recbole(python: str, data_file: str, epochs: int, seed: int = 2020) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         os.makedirs(os.path.join(tmp, "data", "ml-100k"))
         os.symlink(os.path.abspath(data_file), os.path.join(tmp, "data", "ml-100k", "ml-100k.inter"))
@@ -93,20 +94,22 @@ def run_recbole(python: str, data_file: str, epochs: int) -> dict:
         with open(script, "w") as f:
             f.write(RECBOLE_SCRIPT)
         env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore"}
-        subprocess.run([python, script, os.path.join(tmp, "data"), str(epochs), tmp], check=True, env=env, cwd=tmp)
+        subprocess.run([python, script, os.path.join(tmp, "data"), str(epochs), tmp, str(seed)], check=True, env=env,
+                       cwd=tmp)
         with open(os.path.join(tmp, "recbole.json")) as f:
             return json.load(f)
 
 
 def run_echorec(epochs: int, mode: str, batch_size: int = 256, target_ndcg: float | None = None,
-                max_seconds: float | None = None) -> dict:
+                max_seconds: float | None = None, seed: int = 42) -> dict:
     from echorec.config import RunConfig, TrainConfig
     from echorec.eval.evaluate import evaluate
     from echorec.models.sasrec import SASRecConfig
     from echorec.train.loop import load_data, train_model
 
     rc = RunConfig(model="sasrec", model_cfg=SASRecConfig(),
-                   train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=1e-3, patience=0, progress=False))
+                   train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=1e-3, patience=0, progress=False,
+                                     seed=seed))
     rc.data.train_mode = mode
     _, split = load_data(rc)
     curve = []
@@ -117,8 +120,10 @@ def run_echorec(epochs: int, mode: str, batch_size: int = 256, target_ndcg: floa
 
     def peek(epoch, model, row):
         wall = time.perf_counter() - t0
-        ndcg = evaluate(model, split, "test", 50)["ndcg@10"]
-        curve.append({"epoch": epoch, "wall": wall, "test_ndcg@10": ndcg, "epoch_seconds": row["seconds"]})
+        test = evaluate(model, split, "test", 50)
+        ndcg = test["ndcg@10"]
+        curve.append({"epoch": epoch, "wall": wall, "test_ndcg@10": ndcg, "epoch_seconds": row["seconds"],
+                      "test": test})
         if target_ndcg is not None and ndcg >= target_ndcg:
             raise Reached
         if max_seconds is not None and wall > max_seconds:
@@ -149,7 +154,10 @@ def main():
     ap.add_argument("--recbole-python", required=True)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--seeds", default="", help="accuracy only: comma-separated seeds, both libraries per seed")
     args = ap.parse_args()
+    if args.seeds:
+        return seeds_study(args)
     import torch
 
     from echorec.data.datasets import fetch
@@ -198,6 +206,45 @@ def main():
     with open(os.path.join(args.out, "vs_recbole.json"), "w") as f:
         json.dump({"machine": machine, "commit": git_commit(), "epochs": args.epochs, "recbole": rb,
                    "echorec_prefix": ours, "echorec_all": fast}, f, indent=1)
+
+
+def seeds_study(args):
+    """Test metrics of both libraries over several seeds, at the best-valid epoch and at the last epoch."""
+    import statistics
+
+    from echorec.data.datasets import fetch
+
+    data_file = fetch("ml-100k")
+    path = os.path.join(args.out, "vs_recbole_seeds.json")
+    done = json.load(open(path)) if os.path.exists(path) else {}
+    for seed in [int(x) for x in args.seeds.split(",")]:
+        if str(seed) in done:
+            continue
+        print(f"[bench] seed {seed}: RecBole ...", flush=True)
+        rb = run_recbole(args.recbole_python, data_file, args.epochs, seed)
+        print(f"[bench] seed {seed}: echorec ...", flush=True)
+        ours = run_echorec(args.epochs, "prefix", seed=seed)
+        done[str(seed)] = {"recbole": {"best": rb["test"], "last": rb["curve"][-1]["test"]},
+                           "echorec": {"best": ours["test"], "last": ours["curve"][-1]["test"]}}
+        with open(path, "w") as f:
+            json.dump(done, f, indent=1)
+    lines = [f"# SASRec test metrics over seeds {', '.join(done)}: echorec vs RecBole 1.2.1, ml-100k, "
+             f"{args.epochs} epochs", "", f"commit {git_commit()}; `python benchmarks/vs_recbole.py --epochs "
+             f"{args.epochs} --seeds {args.seeds}`", "",
+             "| metric | epoch picked | RecBole mean ± std | echorec mean ± std | diff of means |",
+             "| --- | --- | ---: | ---: | ---: |"]
+    for key in ("hit@10", "ndcg@10", "mrr@10"):
+        for which in ("best", "last"):
+            a = [v["recbole"][which][key] for v in done.values()]
+            b = [v["echorec"][which][key] for v in done.values()]
+            sd = lambda x: statistics.stdev(x) if len(x) > 1 else 0.0  # noqa: E731
+            lines.append(f"| {key} | {'best valid' if which == 'best' else 'last'} | {statistics.mean(a):.4f} ± "
+                         f"{sd(a):.4f} | {statistics.mean(b):.4f} ± {sd(b):.4f} | "
+                         f"{(statistics.mean(b) - statistics.mean(a)) / statistics.mean(a) * 100:+.1f}% |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(os.path.join(args.out, "vs_recbole_seeds.md"), "w") as f:
+        f.write(text)
 
 
 if __name__ == "__main__":
