@@ -51,9 +51,12 @@ class SequentialRecommender(nn.Module):
         return F.cross_entropy(logits.float(), batch.target - 1)
 
     # -- helpers ----------------------------------------------------------------------------------
-    def init_weights(self, std: float = 0.02) -> None:
-        """N(0, std^2) Linear/Embedding weights, zero biases, unit LayerNorm (BERT/RecBole style)."""
+    def init_weights(self, std: float = 0.02, skip: set[int] = frozenset()) -> None:
+        """N(0, std^2) Linear/Embedding weights, zero biases, unit LayerNorm (BERT/RecBole style).
+        Modules whose id() is in `skip` keep their own initialisation."""
         for m in self.modules():
+            if id(m) in skip:
+                continue
             if isinstance(m, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(m.weight, 0.0, std)
                 if isinstance(m, nn.Linear) and m.bias is not None:

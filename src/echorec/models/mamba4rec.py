@@ -36,21 +36,12 @@ class Mamba4RecConfig:
     backend: str = ""  # selective-scan backend; "" = automatic
 
 
-def init_like_authors(model: nn.Module, init: str, std: float = 0.02) -> None:
-    """Apply the authors' N(0, std) re-init to all Linear/Embedding layers, or only outside Mamba."""
+def init_like_authors(model: SequentialRecommender, init: str, std: float = 0.02) -> None:
+    """The authors' N(0, std) re-init of every Linear/Embedding ("authors"), or of all but Mamba's ("mamba")."""
     if init not in ("authors", "mamba"):
         raise EchorecError(f"--init {init!r}: use authors or mamba")
-    mamba_mods = {id(m) for mb in model.modules() if isinstance(mb, Mamba) for m in mb.modules()}
-    for m in model.modules():
-        if init == "mamba" and id(m) in mamba_mods:
-            continue
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, 0.0, std)
-            if isinstance(m, nn.Linear) and m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+    skip = {id(m) for mb in model.modules() if isinstance(mb, Mamba) for m in mb.modules()} if init == "mamba" else set()
+    model.init_weights(std, skip)
 
 
 class MambaLayer(nn.Module):
