@@ -163,6 +163,46 @@ def cmd_data(argv):
     print(f"users with >= 3 items (evaluated): {(lens >= 3).sum():,}")
 
 
+def cmd_recommend(argv):
+    p = _Parser(prog="echorec recommend", description="Recommend the next items for one history (JSON out).")
+    p.add_argument("--run", required=True)
+    p.add_argument("--history", default="", help="raw item ids, oldest first, comma-separated")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--include-seen", action="store_true", help="allow items already in the history")
+    args = p.parse_args(argv)
+    from echorec.serve.recommender import Recommender
+
+    rec = Recommender.from_run(args.run)
+    history = [h.strip() for h in args.history.split(",") if h.strip()]
+    print(json.dumps(rec.recommend(history, args.k, exclude_seen=not args.include_seen), indent=2))
+
+
+def cmd_serve(argv):
+    p = _Parser(prog="echorec serve", description="HTTP service: POST /recommend, /recommend/batch; GET /health, /model")
+    p.add_argument("--run", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="micro-batching window")
+    args = p.parse_args(argv)
+    try:
+        from echorec.serve.http import serve
+    except ImportError as e:
+        raise EchorecError(f"serving needs FastAPI and uvicorn: pip install 'echorec[serve]' ({e})") from None
+    print(f"serving {args.run} on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
+    serve(args.run, args.host, args.port, args.max_wait_ms / 1000)
+
+
+def cmd_export(argv):
+    p = _Parser(prog="echorec export", description="TorchScript of encoder + top-k (torch.jit.load to use it).")
+    p.add_argument("--run", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("-k", type=int, default=10)
+    args = p.parse_args(argv)
+    from echorec.serve.export import export_torchscript
+
+    print(export_torchscript(args.run, args.out, args.k))
+
+
 def cmd_models(argv):
     from echorec.registry import get_model_class, model_names
 
@@ -171,17 +211,21 @@ def cmd_models(argv):
         print(f"{name:15s} {'causal ' if cls.causal else 'bidir. '} {cls.description}")
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "data": cmd_data, "models": cmd_models}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "data": cmd_data, "models": cmd_models,
+            "recommend": cmd_recommend, "serve": cmd_serve, "export": cmd_export}
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: echorec {train,evaluate,data,models} ...\n\n"
-              "  train     train a model, write a run folder\n"
-              "  evaluate  reload a run folder and recompute its metrics\n"
-              "  data      data info DS | data list\n"
-              "  models    list registered models")
+        print("usage: echorec {train,evaluate,data,models,recommend,serve,export} ...\n\n"
+              "  train      train a model, write a run folder\n"
+              "  evaluate   reload a run folder and recompute its metrics\n"
+              "  data       data info DS | data list\n"
+              "  models     list registered models\n"
+              "  recommend  next items for one history, as JSON\n"
+              "  serve      HTTP service over a run folder\n"
+              "  export     TorchScript of a run's model + top-k")
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:

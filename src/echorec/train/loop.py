@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from echorec.config import RunConfig, run_config_to_dict, save_json
@@ -195,8 +196,10 @@ def _write_history(out: str, history: list) -> None:
 
 
 def write_id_maps(out: str, data: SeqData) -> None:
-    atomic_write_text(os.path.join(out, "items.tsv"),
-                      "internal_id\traw_id\n" + "".join(f"{i + 1}\t{r}\n" for i, r in enumerate(data.item_raw)))
+    # The count column (interactions per item in the data) backs the popularity fallback when serving.
+    counts = np.bincount(data.items, minlength=data.n_items + 1)
+    atomic_write_text(os.path.join(out, "items.tsv"), "internal_id\traw_id\tcount\n" + "".join(
+        f"{i + 1}\t{r}\t{counts[i + 1]}\n" for i, r in enumerate(data.item_raw)))
     atomic_write_text(os.path.join(out, "users.tsv"),
                       "index\traw_id\n" + "".join(f"{i}\t{r}\n" for i, r in enumerate(data.user_raw)))
 

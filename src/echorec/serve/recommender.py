@@ -1,0 +1,168 @@
+"""`Recommender`: a trained run folder answering "what next?" for raw item ids.
+
+    rec = Recommender.from_run("runs/demo")
+    rec.recommend(["242", "302"], k=10)          # {"items": [{"item": "50", "score": 7.1}, ...], ...}
+
+Input rules: unknown items are dropped and reported; an empty or fully unknown history gets the
+most popular items, flagged `fallback: true`; only the most recent max_len items are used; items in
+the history are not recommended again unless exclude_seen=False.
+
+Streaming: `rec.session()` keeps one user's state. For Mamba4Rec it is the Mamba recurrence itself
+(conv tail + SSM state per layer), so each new event costs O(1) in the history length; other models
+re-encode the kept history on every event, and `session.incremental` says which.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+import torch
+
+from echorec.errors import EchorecError
+from echorec.train.run import load_model
+
+
+class Recommender:
+    def __init__(self, model, item_raw: list[str], counts: np.ndarray, max_len: int, info: dict):
+        self.model = model.eval()
+        self.item_raw = item_raw  # internal id i -> item_raw[i - 1]
+        self.index = {r: i + 1 for i, r in enumerate(item_raw)}
+        self.max_len = max_len
+        self.counts = counts
+        self.popular = np.argsort(-counts, kind="stable") + 1  # internal ids, most popular first
+        self.info = info
+
+    @classmethod
+    def from_run(cls, run_dir: str, device="cpu") -> "Recommender":
+        rc, model, meta = load_model(run_dir, device)
+        path = os.path.join(run_dir, "items.tsv")
+        if not os.path.exists(path):
+            raise EchorecError(f"{path}: no such file (the run folder has no item map)")
+        with open(path, encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        if len(rows) != int(meta["n_items"]):
+            raise EchorecError(f"{path}: {len(rows)} items, but the model was trained on {meta['n_items']}")
+        item_raw = [r["raw_id"] for r in rows]
+        counts = np.array([int(r.get("count") or 0) for r in rows], dtype=np.int64)
+        metrics = {}
+        mpath = os.path.join(run_dir, "metrics.json")
+        if os.path.exists(mpath):
+            from echorec.train.checkpoint import read_json
+
+            metrics = read_json(mpath).get("test", {})
+        info = {"model": rc.model, "dataset": rc.data.dataset, "n_items": len(item_raw), "max_len": rc.data.max_len,
+                "causal": bool(model.causal), "metrics": metrics, "run": os.path.abspath(run_dir)}
+        return cls(model, item_raw, counts, rc.data.max_len, info)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_raw)
+
+    def _check_k(self, k: int) -> None:
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.n_items:
+            raise EchorecError(f"k must be an integer in 1..{self.n_items}, got {k!r}")
+
+    def _encode_history(self, history) -> tuple[list[int], list[str]]:
+        known, dropped = [], []
+        for item in history:
+            i = self.index.get(str(item))
+            if i is None:
+                dropped.append(str(item))
+            else:
+                known.append(i)
+        return known, dropped
+
+    def _answer(self, scores: torch.Tensor | None, known: list[int], dropped, k, exclude_seen) -> dict:
+        if scores is None:  # popularity fallback
+            seen = set(known) if exclude_seen else set()
+            ids = [int(i) for i in self.popular[: k + len(seen)] if int(i) not in seen][:k]
+            return {"items": [{"item": self.item_raw[i - 1], "score": float(self.counts[i - 1])} for i in ids],
+                    "dropped": dropped, "fallback": True, "used": 0}
+        scores = scores.float().clone()
+        if exclude_seen and known:
+            scores[torch.tensor(sorted(set(known))) - 1] = float("-inf")
+        kk = min(k, int(torch.isfinite(scores).sum()))
+        top = torch.topk(scores, kk)
+        return {"items": [{"item": self.item_raw[int(i)], "score": float(v)} for v, i in zip(top.values, top.indices)],
+                "dropped": dropped, "fallback": False, "used": min(len(known), self.max_len)}
+
+    def recommend_batch(self, histories: list[list], k: int = 10, exclude_seen: bool = True) -> list[dict]:
+        """One forward pass for many users; each answer as in `recommend`."""
+        return self.answer_many([(h, k, exclude_seen) for h in histories])
+
+    @torch.no_grad()
+    def answer_many(self, requests: list[tuple[list, int, bool]]) -> list[dict]:
+        """(history, k, exclude_seen) per request, all scored in one forward pass."""
+        for _, k, _ in requests:
+            self._check_k(k)
+        parsed = [self._encode_history(h) for h, _, _ in requests]
+        rows = [kn[-self.max_len:] for kn, _ in parsed if kn]
+        scores = None
+        if rows:
+            width = max(len(r) for r in rows)
+            seq = torch.zeros(len(rows), width, dtype=torch.long)
+            for j, r in enumerate(rows):
+                seq[j, width - len(r):] = torch.tensor(r)  # left padding
+            scores = self.model.predict(seq)  # (n, n_items)
+        out, j = [], 0
+        for (known, dropped), (_, k, exclude_seen) in zip(parsed, requests):
+            if known:
+                out.append(self._answer(scores[j], known, dropped, k, exclude_seen))
+                j += 1
+            else:
+                out.append(self._answer(None, known, dropped, k, exclude_seen))
+        return out
+
+    def recommend(self, history: list, k: int = 10, exclude_seen: bool = True) -> dict:
+        return self.recommend_batch([history], k, exclude_seen)[0]
+
+    def session(self) -> "Session":
+        return Session(self)
+
+
+class Session:
+    """One user's running state; `add(item)` then `recommend(k)`."""
+
+    def __init__(self, rec: Recommender):
+        from echorec.models.mamba4rec import Mamba4Rec
+
+        self.rec = rec
+        self.history: list[int] = []
+        self.dropped: list[str] = []
+        self.incremental = isinstance(rec.model, Mamba4Rec)
+        self._h = None
+        if self.incremental:
+            self._states = [layer.mamba.allocate_state(1) for layer in rec.model.layers]
+
+    @torch.no_grad()
+    def add(self, item) -> None:
+        i = self.rec.index.get(str(item))
+        if i is None:
+            self.dropped.append(str(item))
+            return
+        self.history.append(i)
+        if self.incremental:
+            m = self.rec.model
+            x = m.ln(m.item_emb(torch.tensor([i])))  # (1, D); dropout is the identity in eval
+            for j, layer in enumerate(m.layers):
+                h, self._states[j] = layer.mamba.step(x, self._states[j])
+                h = layer.ln(h + x if layer.residual else h)
+                x = layer.ffn(h)
+            self._h = x
+
+    @torch.no_grad()
+    def scores(self) -> torch.Tensor | None:
+        if not self.history:
+            return None
+        if self.incremental:
+            return self.rec.model.score(self._h)[0]
+        seq = torch.tensor([self.history[-self.rec.max_len:]])
+        return self.rec.model.predict(seq)[0]
+
+    def recommend(self, k: int = 10, exclude_seen: bool = True) -> dict:
+        self.rec._check_k(k)
+        out = self.rec._answer(self.scores(), self.history, list(self.dropped), k, exclude_seen)
+        out["incremental"] = self.incremental
+        return out
