@@ -78,11 +78,15 @@ def cmd_train(argv):
     pre = _Parser(prog="echorec train", add_help=False)
     pre.add_argument("--model", default=None)
     pre.add_argument("--config", default=None)
+    pre.add_argument("--resume", default=None)
     known, _ = pre.parse_known_args(argv)
     base = None
-    if known.config:
-        from echorec.train.checkpoint import read_json
+    from echorec.train.checkpoint import read_json
 
+    if known.resume:
+        base = read_json(os.path.join(known.resume, "config.json"))
+        base.pop("meta", None)
+    elif known.config:
         base = read_json(known.config)
     model = known.model or (base or {}).get("model", "sasrec")
     from echorec.registry import get_model_class
@@ -90,15 +94,33 @@ def cmd_train(argv):
     model_cls = get_model_class(model)
     p = _Parser(prog="echorec train", description="Train a model and write a run folder.")
     p.add_argument("--model", default=model, help="registered model name (see `echorec models`)")
-    p.add_argument("--out", required=True, help="run folder to write (config, weights, metrics, history)")
+    p.add_argument("--out", required=not known.resume, help="run folder to write (config, weights, metrics, history)")
     p.add_argument("--config", default=None, help="JSON file with data/train/eval/model_cfg sections")
+    p.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the interrupted run in DIR from its last checkpoint (same config)")
     _add_config_flags(p, model_cls)
     args = vars(p.parse_args(argv))
     rc = build_run_config(args, model, base)
     from echorec.train.loop import run_training
 
-    metrics = run_training(rc, args["out"])
-    out = args["out"]
+    if known.resume:
+        from echorec.config import run_config_to_dict
+
+        if args["out"] not in (None, known.resume):
+            raise EchorecError("--resume DIR continues in DIR; drop --out")
+        saved, asked = run_config_to_dict(run_config_from_dict(base)), run_config_to_dict(rc)
+        diff = [f"{sec}.{k}" for sec in saved if isinstance(saved[sec], dict)
+                for k in saved[sec] if saved[sec][k] != asked[sec].get(k)]
+        if saved["model"] != asked["model"]:
+            diff.insert(0, "model")
+        if diff:
+            raise EchorecError(f"--resume {known.resume}: the run was trained with another config "
+                               f"(differs in {', '.join(diff)}); resume with the same settings")
+        metrics = run_training(rc, known.resume, resume=True)
+        out = known.resume
+    else:
+        metrics = run_training(rc, args["out"])
+        out = args["out"]
     print()
     print(f"{model} on {rc.data.dataset} — {metrics['evaluation']}, best epoch {metrics['best_epoch']} of "
           f"{metrics['epochs_run']}, {metrics['seconds_per_epoch']:.1f} s/epoch")

@@ -44,7 +44,8 @@ class TrainConfig:
     amp: str = "auto"  # auto | off | bf16 (auto: bf16 where the hardware has fast bf16 matmul)
     threads: int = 0  # torch intra-op threads; 0 = torch's default
     bucket: bool = True  # group samples of similar length into a batch (less padding work)
-    progress: bool = True  # tqdm bar per epoch
+    progress: bool = True  # tqdm bar per epoch (on a terminal)
+    checkpoint_every: int = 0  # also checkpoint every N steps (0: at epoch ends only)
 
 
 @dataclass

@@ -68,3 +68,44 @@ def read_json(path: str) -> dict:
         raise EchorecError(f"{path}: no such file") from None
     except json.JSONDecodeError as e:
         raise EchorecError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+
+
+# -- training checkpoints (exact resume) ------------------------------------------------------------
+
+def save_checkpoint(path: str, model, optimizer, loop: dict, config: dict) -> None:
+    """Model, Adam state, RNG state and the loop's position in one atomically written file.
+
+    Tensors go in safetensors; the loop position, optimizer hyper-parameters and the run config in its
+    string metadata (JSON). Nothing is pickled."""
+    tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for idx, st in opt["state"].items():
+        for name, v in st.items():
+            tensors[f"opt/{idx}/{name}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    tensors["rng/torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, st in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng/cuda{i}"] = st
+    meta = {"loop": json.dumps(loop), "param_groups": json.dumps(opt["param_groups"]), "config": json.dumps(config)}
+    save_weights(path, tensors, metadata=meta)
+
+
+def load_checkpoint(path: str) -> dict:
+    from safetensors import safe_open
+
+    state = load_weights(path)  # validates the file; a truncated one is a clear error
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+    try:
+        loop, groups, config = (json.loads(meta[k]) for k in ("loop", "param_groups", "config"))
+    except (KeyError, json.JSONDecodeError):
+        raise EchorecError(f"{path}: not an echorec training checkpoint (metadata missing)") from None
+    model = {k[len("model/"):]: v for k, v in state.items() if k.startswith("model/")}
+    opt_state: dict = {}
+    for k, v in state.items():
+        if k.startswith("opt/"):
+            _, idx, name = k.split("/", 2)
+            opt_state.setdefault(int(idx), {})[name] = v
+    rng = {k[len("rng/"):]: v for k, v in state.items() if k.startswith("rng/")}
+    return {"model": model, "optimizer": {"state": opt_state, "param_groups": groups}, "rng": rng, "loop": loop,
+            "config": config}

@@ -91,9 +91,19 @@ def _check_mode(rc: RunConfig, model) -> None:
         raise EchorecError(f"--train-mode {rc.data.train_mode!r}: use prefix or all")
 
 
+def _metric_key(e) -> str:
+    if e.valid_metric.split("@")[0] not in ("hit", "ndcg", "mrr") or int(e.valid_metric.split("@")[1]) not in e.ks:
+        raise EchorecError(f"--valid-metric {e.valid_metric!r} must be hit|ndcg|mrr@K with K in --ks {e.ks}")
+    return (f"sampled{e.sampled}_" if e.sampled else "") + e.valid_metric
+
+
 def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool = False,
-                callback=None) -> TrainResult:
-    """Train `rc.model` on `split`; `callback(epoch, model, row)` runs after each epoch's validation."""
+                callback=None, resume: bool = False) -> TrainResult:
+    """Train `rc.model` on `split`; `callback(epoch, model, row)` runs after each epoch's validation.
+
+    With `out`, a checkpoint (model, optimizer, RNG, loop position) is written atomically at every
+    epoch end and every `checkpoint_every` steps; `resume=True` continues from it and ends with the
+    same weights and metrics as an uninterrupted run (same machine and thread count)."""
     t, d, e = rc.train, rc.data, rc.eval
     if t.threads > 0:
         torch.set_num_threads(t.threads)
@@ -102,8 +112,7 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
     torch.manual_seed(t.seed)
     model = build_model(rc.model, split.n_items, rc.model_cfg, max_len=d.max_len).to(device)
     _check_mode(rc, model)
-    if e.valid_metric.split("@")[0] not in ("hit", "ndcg", "mrr") or int(e.valid_metric.split("@")[1]) not in e.ks:
-        raise EchorecError(f"--valid-metric {e.valid_metric!r} must be hit|ndcg|mrr@K with K in --ks {e.ks}")
+    metric_key = _metric_key(e)
     opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     start, end = split.train_samples(d.train_mode, d.max_len)
     if len(start) == 0:
@@ -111,30 +120,51 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
     batches = BatchIterator(split, start, end, d.max_len, t.batch_size, mode=d.train_mode, bucket=t.bucket,
                             seed=t.seed)
     say = (lambda m: None) if quiet else log
-    say(f"[echorec] {rc.model}: {sum(p.numel() for p in model.parameters()):,} parameters | "
-        f"{split.data.n_users:,} users, {split.n_items:,} items | {batches.n_samples:,} {d.train_mode} samples/epoch | "
-        f"device {device}, amp {amp or 'off'}")
+    # The loop's whole position; with the model, optimizer and RNG it is all a checkpoint needs.
+    loop = {"epoch": 1, "step": 0, "best": -math.inf, "best_epoch": 0, "bad": 0, "history": [], "loss_sum": 0.0,
+            "n_seen": 0, "epoch_seconds": 0.0, "train_seconds": 0.0, "done": False}
+    best_state = None
+    ckpt = os.path.join(out, "checkpoint.safetensors") if out else None
+    if resume:
+        from echorec.train.checkpoint import load_checkpoint, load_weights
+
+        if not ckpt or not os.path.exists(ckpt):
+            raise EchorecError(f"{out}: no checkpoint.safetensors to resume from")
+        c = load_checkpoint(ckpt)
+        model.load_state_dict(c["model"])
+        opt.load_state_dict(c["optimizer"])
+        torch.set_rng_state(c["rng"]["torch"])
+        for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
+            if f"cuda{i}" in c["rng"]:
+                torch.cuda.set_rng_state(c["rng"][f"cuda{i}"], i)
+        loop = c["loop"]
+        if loop["best_epoch"]:
+            best_state = load_weights(os.path.join(out, "model.safetensors"))
+        say(f"[echorec] resuming {out} at epoch {loop['epoch']}, step {loop['step']}")
+    else:
+        say(f"[echorec] {rc.model}: {sum(p.numel() for p in model.parameters()):,} parameters | "
+            f"{split.data.n_users:,} users, {split.n_items:,} items | {batches.n_samples:,} {d.train_mode} "
+            f"samples/epoch | device {device}, amp {amp or 'off'}")
+    cfg_dict = run_config_to_dict(rc)
+
+    def checkpoint():
+        if ckpt:
+            from echorec.train.checkpoint import save_checkpoint
+
+            save_checkpoint(ckpt, model, opt, loop, cfg_dict)
 
     def run_eval(which: str) -> dict:
         return evaluate(model, split, which, d.max_len, e.eval_batch_size, e.ks, e.exclude_history, e.sampled, device)
 
-    metric_key = (f"sampled{e.sampled}_" if e.sampled else "") + e.valid_metric
-    best, best_epoch, best_state, bad = -math.inf, 0, None, 0
-    history = []
-    t0 = time.perf_counter()
-    for epoch in range(1, t.epochs + 1):
+    while not loop["done"] and loop["epoch"] <= t.epochs:
+        epoch = loop["epoch"]
         model.train()
-        te = time.perf_counter()
-        total, n_seen = 0.0, 0
-        try:
-            from tqdm import tqdm
-
-            bar = tqdm(total=batches.n_samples, desc=f"epoch {epoch}", unit="smp", leave=False,
-                       disable=(None if t.progress and not quiet else True), file=sys.stderr)
-        except ImportError:  # pragma: no cover
-            bar = None
-        for step, batch in enumerate(batches.epoch_batches(epoch)):
-            batch = batch.to(device)
+        te = time.perf_counter() - loop["epoch_seconds"]
+        bar = _progress(t.progress and not quiet, batches.n_samples, epoch, loop["n_seen"])
+        for step, idx in enumerate(batches.order(epoch)):
+            if step < loop["step"]:
+                continue  # done before the resume
+            batch = batches.make(idx).to(device)
             with torch.autocast(device_type=device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
                 loss = model.loss(batch)
             if not torch.isfinite(loss):
@@ -148,43 +178,62 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
             opt.step()
             n = len(batch)
-            total += loss.item() * n
-            n_seen += n
+            loop["loss_sum"] += loss.item() * n
+            loop["n_seen"] += n
+            loop["step"] = step + 1
             if bar is not None:
                 bar.update(n)
                 if step % 20 == 0:
-                    bar.set_postfix(loss=f"{loss.item():.4f}", smp_s=f"{n_seen / (time.perf_counter() - te):,.0f}")
+                    bar.set_postfix(loss=f"{loss.item():.4f}",
+                                    smp_s=f"{loop['n_seen'] / (time.perf_counter() - te):,.0f}")
+            if t.checkpoint_every and loop["step"] % t.checkpoint_every == 0:
+                loop["epoch_seconds"] = time.perf_counter() - te
+                checkpoint()
         if bar is not None:
             bar.close()
         epoch_s = time.perf_counter() - te
         valid = run_eval("valid")
         score = valid[metric_key]
-        improved = score > best
-        row = {"epoch": epoch, "loss": total / max(n_seen, 1), "seconds": epoch_s, "samples_per_s": n_seen / epoch_s,
-               **{f"valid_{k}": v for k, v in valid.items()}}
-        history.append(row)
+        improved = score > loop["best"]
+        row = {"epoch": epoch, "loss": loop["loss_sum"] / max(loop["n_seen"], 1), "seconds": epoch_s,
+               "samples_per_s": loop["n_seen"] / epoch_s, **{f"valid_{k}": v for k, v in valid.items()}}
+        loop["history"].append(row)
         if out:
-            _write_history(out, history)
+            _write_history(out, loop["history"])
         if callback is not None:
             callback(epoch, model, row)
+        hit_key = (f"sampled{e.sampled}_" if e.sampled else "") + "hit@10"
         say(f"epoch {epoch:3d} | loss {row['loss']:.4f} | {epoch_s:6.1f} s ({row['samples_per_s']:,.0f} samples/s) | "
-            f"valid {metric_key} {score:.4f} hit@10 {valid.get(('sampled%d_' % e.sampled if e.sampled else '') + 'hit@10', float('nan')):.4f}"
-            f"{'  *' if improved else ''}")
+            f"valid {metric_key} {score:.4f} hit@10 {valid.get(hit_key, float('nan')):.4f}{'  *' if improved else ''}")
         if improved:
-            best, best_epoch, bad = score, epoch, 0
+            loop["best"], loop["best_epoch"], loop["bad"] = score, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
             if out:
                 save_weights(os.path.join(out, "model.safetensors"), best_state)
         else:
-            bad += 1
-            if t.patience and bad >= t.patience:
+            loop["bad"] += 1
+            if t.patience and loop["bad"] >= t.patience:
                 say(f"[echorec] early stop: no valid {metric_key} improvement in {t.patience} epochs")
-                break
-    train_seconds = time.perf_counter() - t0
+                loop["done"] = True
+        loop["train_seconds"] += epoch_s
+        loop.update(epoch=epoch + 1, step=0, loss_sum=0.0, n_seen=0, epoch_seconds=0.0)
+        checkpoint()
     if best_state is not None:
         model.load_state_dict(best_state)
     valid, test = run_eval("valid"), run_eval("test")
-    return TrainResult(model, valid, test, best_epoch, history, train_seconds)
+    return TrainResult(model, valid, test, loop["best_epoch"], loop["history"], loop["train_seconds"])
+
+
+def _progress(enabled: bool, total: int, epoch: int, initial: int):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+    # disable=None: tqdm shows the bar on a terminal only, so logs stay one line per epoch.
+    return tqdm(total=total, initial=initial, desc=f"epoch {epoch}", unit="smp", leave=False, disable=None,
+                file=sys.stderr)
 
 
 def _write_history(out: str, history: list) -> None:
@@ -204,7 +253,7 @@ def write_id_maps(out: str, data: SeqData) -> None:
                       "index\traw_id\n" + "".join(f"{i}\t{r}\n" for i, r in enumerate(data.user_raw)))
 
 
-def run_training(rc: RunConfig, out: str, quiet: bool = False) -> dict:
+def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = False) -> dict:
     # Everything that can fail on user input happens before the run folder is touched.
     data, split = load_data(rc)
     model_probe = build_model(rc.model, split.n_items, rc.model_cfg, max_len=rc.data.max_len)
@@ -213,6 +262,9 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False) -> dict:
     if os.path.exists(out) and not os.path.isdir(out):
         raise EchorecError(f"--out {out}: exists and is not a folder")
     os.makedirs(out, exist_ok=True)
+    if resume:
+        res = train_model(rc, split, out, quiet, resume=True)
+        return _finish_run(rc, out, res)
     cfg = run_config_to_dict(rc)
     cfg["meta"] = {"n_items": split.n_items, "n_users": data.n_users, "source": os.path.abspath(data.source),
                    "echorec": __import__("echorec").__version__, "torch": torch.__version__,
@@ -220,6 +272,10 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False) -> dict:
     save_json(os.path.join(out, "config.json"), cfg)
     write_id_maps(out, data)
     res = train_model(rc, split, out, quiet)
+    return _finish_run(rc, out, res)
+
+
+def _finish_run(rc: RunConfig, out: str, res: TrainResult) -> dict:
     save_weights(os.path.join(out, "model.safetensors"), res.model.state_dict())
     eval_label = f"sampled ({rc.eval.sampled} negatives)" if rc.eval.sampled else "full ranking"
     metrics = {"valid": res.valid, "test": res.test, "best_epoch": res.best_epoch,
