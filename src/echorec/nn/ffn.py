@@ -11,15 +11,18 @@ from echorec.nn.dropout import Dropout
 class FFNResidual(nn.Module):
     """LN(x + drop(W2 drop(gelu(W1 x))))  (Mamba4Rec's FeedForward; inner = 4 * d by default)."""
 
-    def __init__(self, d: int, inner: int, dropout: float, eps: float = 1e-12):
+    def __init__(self, d: int, inner: int, dropout: float, eps: float = 1e-12, inner_dropout: bool = True):
         super().__init__()
         self.w1, self.w2 = nn.Linear(d, inner), nn.Linear(inner, d)
         self.act = nn.GELU()
         self.drop = Dropout(dropout)
         self.ln = nn.LayerNorm(d, eps=eps)
+        self.inner_dropout = inner_dropout  # Mamba4Rec drops after the activation too; FMLP-Rec/BSARec do not
 
     def forward(self, x):
-        h = self.drop(self.act(self.w1(x)))
+        h = self.act(self.w1(x))
+        if self.inner_dropout:
+            h = self.drop(h)
         return self.ln(x + self.drop(self.w2(h)))
 
 

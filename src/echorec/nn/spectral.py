@@ -33,3 +33,25 @@ class SpectralFilter(nn.Module):
         spec = spec * torch.view_as_complex(self.weight.float())
         y = torch.fft.irfft(spec, n=self.max_len, dim=1, norm="ortho")  # (B, max_len, D)
         return y[:, self.max_len - W:].to(dtype)
+
+
+class FrequencyMix(nn.Module):
+    """BSARec's frequency layer: keep the lowest c//2 + 1 rFFT bins (low pass), add back the rest
+    (x - low) scaled by a learned beta^2 per channel, then dropout, residual and LayerNorm."""
+
+    def __init__(self, hidden: int, c: int, dropout: float, eps: float = 1e-12):
+        super().__init__()
+        from echorec.nn.dropout import Dropout
+
+        self.keep = c // 2 + 1
+        self.sqrt_beta = nn.Parameter(torch.randn(1, 1, hidden))
+        self.drop = Dropout(dropout)
+        self.ln = nn.LayerNorm(hidden, eps=eps)
+
+    def forward(self, x):
+        L = x.shape[1]
+        spec = torch.fft.rfft(x.float(), dim=1, norm="ortho")  # (B, L//2+1, D)
+        spec[:, self.keep:] = 0
+        low = torch.fft.irfft(spec, n=L, dim=1, norm="ortho").to(x.dtype)
+        mixed = low + self.sqrt_beta ** 2 * (x - low)
+        return self.ln(x + self.drop(mixed))
