@@ -5,4 +5,4 @@ install:
 test:
 	pip install -e ".[dev]" && pytest
 demo:
-	pip install -e . && echorec train --model sasrec --dataset ml-100k --out runs/demo --epochs 5
+	pip install -e . && echorec train --model echomamba4rec --dataset ml-100k --out runs/demo --epochs 3 --overwrite

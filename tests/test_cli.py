@@ -58,11 +58,23 @@ def test_bad_input_leaves_existing_run_untouched(tmp_path, inter_file, capsys, c
     bad = tmp_path / "bad.inter"
     bad.write_text(content)
     capsys.readouterr()
-    rc = main(["train", "--model", "sasrec", "--dataset", str(bad), "--out", out, "--epochs", "1"])
+    # Even with --overwrite, a bad input is found before anything of the old run is touched.
+    rc = main(["train", "--model", "sasrec", "--dataset", str(bad), "--out", out, "--epochs", "1", "--overwrite"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("error: ") and expect in err and "\n" not in err
     after = {f: open(os.path.join(out, f), "rb").read() for f in os.listdir(out)}
     assert after == before
+
+
+def test_existing_run_is_not_overwritten_without_asking(tmp_path, inter_file, capsys):
+    rc, out = train(tmp_path, inter_file, extra=["--epochs", "1"])
+    before = open(os.path.join(out, "metrics.json")).read()
+    capsys.readouterr()
+    rc, _ = train(tmp_path, inter_file, extra=["--epochs", "1", "--seed", "7"])
+    assert rc == 2 and "already holds a run" in capsys.readouterr().err
+    assert open(os.path.join(out, "metrics.json")).read() == before
+    rc, _ = train(tmp_path, inter_file, extra=["--epochs", "1", "--seed", "7", "--overwrite"])
+    assert rc == 0 and json.load(open(os.path.join(out, "config.json")))["train"]["seed"] == 7
 
 
 def test_user_mistakes_are_one_line(tmp_path, inter_file, capsys):

@@ -98,6 +98,7 @@ def cmd_train(argv):
     p.add_argument("--config", default=None, help="JSON file with data/train/eval/model_cfg sections")
     p.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the interrupted run in DIR from its last checkpoint (same config)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     _add_config_flags(p, model_cls)
     args = vars(p.parse_args(argv))
     rc = build_run_config(args, model, base)
@@ -119,7 +120,7 @@ def cmd_train(argv):
         metrics = run_training(rc, known.resume, resume=True)
         out = known.resume
     else:
-        metrics = run_training(rc, args["out"])
+        metrics = run_training(rc, args["out"], overwrite=args["overwrite"])
         out = args["out"]
     print()
     print(f"{model} on {rc.data.dataset} — {metrics['evaluation']}, best epoch {metrics['best_epoch']} of "

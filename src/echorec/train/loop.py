@@ -253,8 +253,15 @@ def write_id_maps(out: str, data: SeqData) -> None:
                       "index\traw_id\n" + "".join(f"{i}\t{r}\n" for i, r in enumerate(data.user_raw)))
 
 
-def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = False) -> dict:
+RUN_FILES = ("config.json", "model.safetensors", "metrics.json", "history.csv", "checkpoint.safetensors")
+
+
+def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = False, overwrite: bool = False) -> dict:
     # Everything that can fail on user input happens before the run folder is touched.
+    existing = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
+    if existing and not resume and not overwrite:
+        raise EchorecError(f"{out} already holds a run ({', '.join(existing)}); pass --overwrite to replace it, "
+                           f"or --resume {out} to continue it")
     data, split = load_data(rc)
     model_probe = build_model(rc.model, split.n_items, rc.model_cfg, max_len=rc.data.max_len)
     _check_mode(rc, model_probe)
@@ -265,6 +272,8 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
     if resume:
         res = train_model(rc, split, out, quiet, resume=True)
         return _finish_run(rc, out, res)
+    for f in existing:  # --overwrite: no stale file of the old run may outlive the new one
+        os.unlink(os.path.join(out, f))
     cfg = run_config_to_dict(rc)
     cfg["meta"] = {"n_items": split.n_items, "n_users": data.n_users, "source": os.path.abspath(data.source),
                    "echorec": __import__("echorec").__version__, "torch": torch.__version__,
