@@ -61,8 +61,12 @@ def main():
         for label, model, flags in cells:
             out = os.path.join(runs, ds, label.replace(" ", "_").replace("=", "-"))
             mfile = os.path.join(out, "metrics.json")
-            if not os.path.exists(mfile):
-                cmd = [sys.executable, "-m", "echorec", "train", "--model", model, "--dataset", path, "--out", out,
+            if not os.path.exists(mfile) and os.path.exists(os.path.join(out, "checkpoint.safetensors")):
+                print("[compare] resuming", out, flush=True)  # a cell interrupted earlier continues exactly
+                subprocess.run([sys.executable, "-m", "echorec", "train", "--resume", out], check=True)
+            elif not os.path.exists(mfile):
+                cmd = [sys.executable, "-m", "echorec", "train", "--overwrite", "--model", model, "--dataset", path,
+                       "--out", out,
                        "--epochs", str(args.epochs), "--patience", str(args.patience), "--seed", str(args.seed),
                        "--max-len", "50", "--batch-size", "256", "--lr", "1e-3", "--progress", "false",
                        *ds_flags, *flags]
