@@ -54,6 +54,7 @@ class EvalConfig:
     eval_batch_size: int = 1024
     exclude_history: bool = False  # mask items already in the input sequence when ranking
     sampled: int = 0  # 0 = full ranking; N = rank among N sampled negatives (labelled "sampled")
+    item_chunk: int = 0  # full ranking over items in slices of this many (bounded memory); 0 = all at once
     valid_metric: str = "ndcg@10"
 
 

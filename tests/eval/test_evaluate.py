@@ -73,3 +73,54 @@ def test_sampled_negatives_are_unseen_and_labelled():
     m = evaluate(FixedScores(200), split, "test", 5, ks=(10,), sampled=20)
     assert set(m) == {"sampled20_hit@10", "sampled20_ndcg@10", "sampled20_mrr@10"}
     assert torch.equal(neg, sample_negatives(split, "test", 20))  # fixed seed: the same negatives every time
+
+
+class TiedModel(torch.nn.Module):
+    """A minimal contract model: h = embedding of the last item; tied scores."""
+
+    def __init__(self, n_items, seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.item_emb = torch.nn.Embedding(n_items + 1, 8)
+        with torch.no_grad():
+            self.item_emb.weight.copy_(torch.randn(n_items + 1, 8, generator=g))
+
+    def encode_last(self, seq):
+        return self.item_emb(seq[:, -1])
+
+    def score_items(self, h, lo, hi):
+        return h @ self.item_emb.weight[lo + 1 : hi + 1].t()
+
+    def predict(self, seq):
+        return self.score_items(self.encode_last(seq), 0, self.item_emb.num_embeddings - 1)
+
+
+def test_chunked_evaluation_equals_unchunked():
+    split = leave_one_out(data(n_users=40, n_items=50, seed=5))
+    m = TiedModel(50)
+    s, e = split.eval_samples("test")
+    with torch.no_grad():
+        scores = m.predict(split.items[torch.as_tensor(e - 1)][:, None])  # (U, n_items) full matmul
+    target = split.items[torch.as_tensor(e)] - 1
+    t = scores.gather(1, target[:, None])
+    # Distance from the target's score to the nearest other score: below 1e-5 is a tie at float precision,
+    # where a matmul over a slice may round differently from the full one (BLAS promises no bitwise match).
+    gap = (scores - t).abs().scatter(1, target[:, None], float("inf")).min(1).values
+    for excl in (False, True):
+        _, full = evaluate(m, split, "test", 6, ks=(10,), exclude_history=excl, return_ranks=True)
+        for chunk in (7, 16, 50):
+            _, part = evaluate(m, split, "test", 6, ks=(10,), exclude_history=excl, return_ranks=True,
+                               item_chunk=chunk)
+            differ = full != part
+            assert ((full - part).abs() <= 1).all() and (gap[differ] < 1e-5).all(), (excl, chunk)
+            assert differ.float().mean() < 0.1
+
+
+def test_history_mask_with_item_one_and_padding():
+    # Item 1 (column 0) in the history must be masked even though padding also points at column 0.
+    split = leave_one_out(SeqData(np.array([1, 2, 3, 4, 5]), np.array([0, 5]), np.array(list("abcde")),
+                                  np.array(["u"])))
+    m = FixedScores(5)
+    m.table[:] = torch.tensor([10.0, 0.0, 0.0, 0.0, 1.0])  # item 1 scores highest, the target (5) second
+    assert evaluate(m, split, "test", 4, ks=(1,), exclude_history=True)["hit@1"] == 1.0
+    assert evaluate(m, split, "test", 4, ks=(1,), exclude_history=False)["hit@1"] == 0.0

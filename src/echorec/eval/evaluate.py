@@ -33,9 +33,48 @@ def sample_negatives(split: Split, which: str, n_neg: int, seed: int = 0) -> tor
 
 
 @torch.no_grad()
+def history_mask(shape, cols: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+    """(B, C) bool, True at cols[b, j] where ok[b, j]. scatter_add of counts, not scatter_ of bools:
+    with repeated indices (padding maps to column 0) the winner of a bool scatter_ is unspecified."""
+    counts = torch.zeros(shape, dtype=torch.int32, device=cols.device)
+    counts.scatter_add_(1, cols, ok.to(torch.int32))
+    return counts > 0
+
+
+def chunked_ranks(model, h: torch.Tensor, target: torch.Tensor, n_items: int, chunk: int,
+                  hist: torch.Tensor | None = None) -> torch.Tensor:
+    """Full-ranking ranks with items scored `chunk` at a time: memory O(B * chunk), not O(B * n_items).
+
+    Two passes over the slices: the first reads each target's own score out of the slice that holds
+    it (the same matmul a full `score` would do), the second counts the items scoring at least as
+    high. `hist` (B, H) lists item ids to leave out (0 = none), never the target."""
+    B = len(h)
+    rows = torch.arange(B, device=h.device)
+    t = torch.empty(B, device=h.device)
+    for lo in range(0, n_items, chunk):  # pass 1: each target's own score, from the same matmul shape as pass 2
+        hi = min(lo + chunk, n_items)
+        inside = (target >= lo) & (target < hi)
+        if inside.any():
+            s = model.score_items(h, lo, hi).float()
+            t[inside] = s[rows[inside], target[inside] - lo]
+    ahead = torch.zeros(B, dtype=torch.long, device=h.device)
+    for lo in range(0, n_items, chunk):  # pass 2: items other than the target scoring >= it
+        hi = min(lo + chunk, n_items)
+        s = model.score_items(h, lo, hi).float()  # (B, hi - lo)
+        inside = (target >= lo) & (target < hi)
+        s[rows[inside], target[inside] - lo] = float("-inf")  # the target never counts against itself
+        if hist is not None:
+            cols = hist - 1 - lo  # history items that fall in this slice
+            ok = (hist > 0) & (cols >= 0) & (cols < hi - lo) & (hist - 1 != target[:, None])
+            s = s.masked_fill(history_mask(s.shape, torch.where(ok, cols, 0), ok), float("-inf"))
+        ahead += (s >= t[:, None]).sum(1)
+    ranks = ahead + 1
+    return torch.where(torch.isnan(t), torch.full_like(ranks, n_items), ranks)
+
+
 def evaluate(model, split: Split, which: str = "test", max_len: int = 50, batch_size: int = 1024,
              ks=(5, 10, 20), exclude_history: bool = False, sampled: int = 0, device="cpu",
-             autocast_dtype=None, return_ranks: bool = False):
+             autocast_dtype=None, return_ranks: bool = False, item_chunk: int = 0):
     """Metrics of `model` on the 'valid' or 'test' item of every eval user."""
     was_training = model.training
     model.eval()
@@ -48,6 +87,11 @@ def evaluate(model, split: Split, which: str = "test", max_len: int = 50, batch_
         width = int(torch.clamp(e - s, max=max_len).max())
         seq = gather(split.items, s, e, width).to(device)
         target = split.items[e].to(device) - 1  # score column of the target
+        if item_chunk and not sampled:
+            hist = gather(split.items, s, e, int((e - s).max())).to(device) if exclude_history else None
+            ranks.append(chunked_ranks(model, model.encode_last(seq).float(), target, split.n_items, item_chunk,
+                                       hist).cpu())
+            continue
         with torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype or torch.bfloat16,
                             enabled=autocast_dtype is not None):
             scores = model.predict(seq).float()  # (B, n_items)
@@ -56,10 +100,8 @@ def evaluate(model, split: Split, which: str = "test", max_len: int = 50, batch_
             # max_len window), but never the target itself.
             hist_w = int((e - s).max())
             hist = gather(split.items, s, e, hist_w).to(device)  # (B, H)
-            mask = torch.zeros_like(scores, dtype=torch.bool)
-            mask.scatter_(1, (hist - 1).clamp(min=0), hist > 0)
-            mask.scatter_(1, target[:, None], False)
-            scores = scores.masked_fill(mask, float("-inf"))
+            ok = (hist > 0) & (hist - 1 != target[:, None])
+            scores = scores.masked_fill(history_mask(scores.shape, torch.where(ok, hist - 1, 0), ok), float("-inf"))
         if negatives is not None:
             cand = torch.cat([target[:, None], negatives[b].to(device) - 1], 1)  # (B, 1 + N)
             scores = scores.gather(1, cand)

@@ -38,6 +38,10 @@ class SequentialRecommender(nn.Module):
         # Tied output: the item embedding table, padding row excluded.
         return h @ self.item_emb.weight[1:].t()
 
+    def score_items(self, h: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        """Scores of items lo+1 .. hi only: (B, D) -> (B, hi - lo); the memory-bounded form of `score`."""
+        return h @ self.item_emb.weight[lo + 1 : hi + 1].t()
+
     def predict(self, seq: torch.Tensor) -> torch.Tensor:
         return self.score(self.encode_last(seq))
 

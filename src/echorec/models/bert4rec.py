@@ -68,6 +68,9 @@ class BERT4Rec(SequentialRecommender):
     def score(self, h):
         return self.head(h) @ self.item_emb.weight[1 : self.n_items + 1].t() + self.out_bias
 
+    def score_items(self, h, lo, hi):
+        return self.head(h) @ self.item_emb.weight[lo + 1 : hi + 1].t() + self.out_bias[lo:hi]
+
     def with_mask_appended(self, seq):
         col = torch.full_like(seq[:, :1], self.mask_id)
         return torch.cat([seq, col], dim=1)[:, -self.max_len:]  # (B, <= max_len)

@@ -154,7 +154,8 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
             save_checkpoint(ckpt, model, opt, loop, cfg_dict)
 
     def run_eval(which: str) -> dict:
-        return evaluate(model, split, which, d.max_len, e.eval_batch_size, e.ks, e.exclude_history, e.sampled, device)
+        return evaluate(model, split, which, d.max_len, e.eval_batch_size, e.ks, e.exclude_history, e.sampled, device,
+                        item_chunk=e.item_chunk)
 
     while not loop["done"] and loop["epoch"] <= t.epochs:
         epoch = loop["epoch"]

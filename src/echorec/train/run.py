@@ -46,7 +46,8 @@ def evaluate_run(run_dir: str, which: str = "test") -> tuple[dict, dict | None]:
     device = resolve_device(rc.train.device)
     model.to(device)
     e = rc.eval
-    m = evaluate(model, split, which, rc.data.max_len, e.eval_batch_size, e.ks, e.exclude_history, e.sampled, device)
+    m = evaluate(model, split, which, rc.data.max_len, e.eval_batch_size, e.ks, e.exclude_history, e.sampled, device,
+                        item_chunk=e.item_chunk)
     mpath = os.path.join(run_dir, "metrics.json")
     saved = read_json(mpath).get(which) if os.path.exists(mpath) else None
     return m, saved
