@@ -91,7 +91,8 @@ def write(args, rows):
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    machine = f"{platform.machine()} {os.cpu_count()} cpus"
+    threads = os.environ.get("OMP_NUM_THREADS", "default")
+    machine = f"{platform.machine()} {os.cpu_count()} cpus, OMP_NUM_THREADS={threads}"
     lines = [f"Study `{args.study}`: budget {args.epochs} epochs, patience {args.patience}, seed {args.seed}; "
              f"{machine}; commit {git_commit()}; `python benchmarks/compare.py --study {args.study} "
              f"--epochs {args.epochs} --patience {args.patience}`", "",
