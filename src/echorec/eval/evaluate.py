@@ -46,8 +46,11 @@ def chunked_ranks(model, h: torch.Tensor, target: torch.Tensor, n_items: int, ch
     """Full-ranking ranks with items scored `chunk` at a time: memory O(B * chunk), not O(B * n_items).
 
     Two passes over the slices: the first reads each target's own score out of the slice that holds
-    it (the same matmul a full `score` would do), the second counts the items scoring at least as
-    high. `hist` (B, H) lists item ids to leave out (0 = none), never the target."""
+    it, the second counts the other items scoring at least as high (ties count against the target, as
+    in `target_ranks`). Both passes score the whole batch per slice, so they use the same matmul and
+    the target's score is bit-identical in both. Against unchunked scoring, ranks can differ only at
+    float-level ties (BLAS rounds a slice and the full matrix alike only up to the last bits).
+    `hist` (B, H) lists item ids to leave out (0 = none), never the target."""
     B = len(h)
     rows = torch.arange(B, device=h.device)
     t = torch.empty(B, device=h.device)
