@@ -122,6 +122,8 @@ def cmd_train(argv):
     else:
         metrics = run_training(rc, args["out"], overwrite=args["overwrite"])
         out = args["out"]
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun, rank 0 reports
     print()
     print(f"{model} on {rc.data.dataset} — {metrics['evaluation']}, best epoch {metrics['best_epoch']} of "
           f"{metrics['epochs_run']}, {metrics['seconds_per_epoch']:.1f} s/epoch")

@@ -77,13 +77,20 @@ def chunked_ranks(model, h: torch.Tensor, target: torch.Tensor, n_items: int, ch
 
 def evaluate(model, split: Split, which: str = "test", max_len: int = 50, batch_size: int = 1024,
              ks=(5, 10, 20), exclude_history: bool = False, sampled: int = 0, device="cpu",
-             autocast_dtype=None, return_ranks: bool = False, item_chunk: int = 0):
-    """Metrics of `model` on the 'valid' or 'test' item of every eval user."""
+             autocast_dtype=None, return_ranks: bool = False, item_chunk: int = 0, shard=None):
+    """Metrics of `model` on the 'valid' or 'test' item of every eval user.
+
+    shard=(rank, world): this process ranks every world-th user from `rank` on, and the ranks of all
+    processes are gathered (torch.distributed) before the metrics are taken."""
     was_training = model.training
     model.eval()
     start, end = split.eval_samples(which)
-    start_t, end_t = torch.from_numpy(start), torch.from_numpy(end)
     negatives = sample_negatives(split, which, sampled) if sampled else None
+    if shard is not None:
+        rank, world = shard
+        start, end = start[rank::world], end[rank::world]
+        negatives = negatives[rank::world] if negatives is not None else None
+    start_t, end_t = torch.from_numpy(start), torch.from_numpy(end)
     ranks = []
     for b in torch.arange(len(start)).split(batch_size):
         s, e = start_t[b], end_t[b]
@@ -111,7 +118,13 @@ def evaluate(model, split: Split, which: str = "test", max_len: int = 50, batch_
             target = torch.zeros_like(target)
         ranks.append(target_ranks(scores, target).cpu())
     model.train(was_training)
-    r = torch.cat(ranks)
+    r = torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
+    if shard is not None:
+        import torch.distributed as dist
+
+        parts = [None] * shard[1]
+        dist.all_gather_object(parts, r)
+        r = torch.cat(parts)
     m = metrics_from_ranks(r, ks)
     if sampled:
         m = {f"sampled{sampled}_{k}": v for k, v in m.items()}

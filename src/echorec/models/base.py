@@ -54,6 +54,10 @@ class SequentialRecommender(nn.Module):
         logits = self.predict(batch.seq)  # (B, n_items)
         return F.cross_entropy(logits.float(), batch.target - 1)
 
+    def forward(self, batch) -> torch.Tensor:
+        # The loss is the forward pass: DistributedDataParallel syncs gradients only through forward().
+        return self.loss(batch)
+
     # -- helpers ----------------------------------------------------------------------------------
     def init_weights(self, std: float = 0.02, skip: set[int] = frozenset()) -> None:
         """N(0, std^2) Linear/Embedding weights, zero biases, unit LayerNorm (BERT/RecBole style).

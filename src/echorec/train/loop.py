@@ -34,9 +34,24 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def distributed() -> tuple[int, int]:
+    """(rank, world size); starts the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        # gloo on CPU, nccl on GPUs; multi-node setups come from torchrun's own flags (MASTER_ADDR, ...).
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise EchorecError("--device cuda given but no CUDA GPU is available (use --device cpu)")
@@ -107,6 +122,9 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
     t, d, e = rc.train, rc.data, rc.eval
     if t.threads > 0:
         torch.set_num_threads(t.threads)
+    rank, world = distributed()
+    quiet = quiet or rank != 0
+    write_dir = out if rank == 0 else None  # every rank may read the run folder; rank 0 alone writes it
     device = resolve_device(t.device)
     amp = resolve_amp(t.amp, device)
     torch.manual_seed(t.seed)
@@ -119,12 +137,20 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
         raise EchorecError(f"{split.data.source}: no training samples (every user has fewer than 4 items)")
     batches = BatchIterator(split, start, end, d.max_len, t.batch_size, mode=d.train_mode, bucket=t.bucket,
                             seed=t.seed)
+    step_model = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Every rank walks the same global batches (same seed) and takes its share of each, so the
+        # all-reduced gradient is the global batch's, as in a single process.
+        step_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     say = (lambda m: None) if quiet else log
     # The loop's whole position; with the model, optimizer and RNG it is all a checkpoint needs.
     loop = {"epoch": 1, "step": 0, "best": -math.inf, "best_epoch": 0, "bad": 0, "history": [], "loss_sum": 0.0,
             "n_seen": 0, "epoch_seconds": 0.0, "train_seconds": 0.0, "done": False}
     best_state = None
     ckpt = os.path.join(out, "checkpoint.safetensors") if out else None
+    ckpt_write = ckpt if write_dir else None
     if resume:
         from echorec.train.checkpoint import load_checkpoint, load_weights
 
@@ -148,14 +174,14 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
     cfg_dict = run_config_to_dict(rc)
 
     def checkpoint():
-        if ckpt:
+        if ckpt_write:
             from echorec.train.checkpoint import save_checkpoint
 
-            save_checkpoint(ckpt, model, opt, loop, cfg_dict)
+            save_checkpoint(ckpt_write, model, opt, loop, cfg_dict)
 
     def run_eval(which: str) -> dict:
         return evaluate(model, split, which, d.max_len, e.eval_batch_size, e.ks, e.exclude_history, e.sampled, device,
-                        item_chunk=e.item_chunk)
+                        item_chunk=e.item_chunk, shard=(rank, world) if world > 1 else None)
 
     while not loop["done"] and loop["epoch"] <= t.epochs:
         epoch = loop["epoch"]
@@ -165,9 +191,11 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
         for step, idx in enumerate(batches.order(epoch)):
             if step < loop["step"]:
                 continue  # done before the resume
+            if world > 1:
+                idx = idx[rank::world]
             batch = batches.make(idx).to(device)
             with torch.autocast(device_type=device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-                loss = model.loss(batch)
+                loss = step_model(batch)
             if not torch.isfinite(loss):
                 raise EchorecError(
                     f"loss is {loss.item()} at epoch {epoch} step {step}; training stopped, the best weights so far "
@@ -199,8 +227,8 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
         row = {"epoch": epoch, "loss": loop["loss_sum"] / max(loop["n_seen"], 1), "seconds": epoch_s,
                "samples_per_s": loop["n_seen"] / epoch_s, **{f"valid_{k}": v for k, v in valid.items()}}
         loop["history"].append(row)
-        if out:
-            _write_history(out, loop["history"])
+        if write_dir:
+            _write_history(write_dir, loop["history"])
         if callback is not None:
             callback(epoch, model, row)
         hit_key = (f"sampled{e.sampled}_" if e.sampled else "") + "hit@10"
@@ -209,8 +237,8 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
         if improved:
             loop["best"], loop["best_epoch"], loop["bad"] = score, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
-            if out:
-                save_weights(os.path.join(out, "model.safetensors"), best_state)
+            if write_dir:
+                save_weights(os.path.join(write_dir, "model.safetensors"), best_state)
         else:
             loop["bad"] += 1
             if t.patience and loop["bad"] >= t.patience:
@@ -258,6 +286,9 @@ RUN_FILES = ("config.json", "model.safetensors", "metrics.json", "history.csv", 
 
 
 def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = False, overwrite: bool = False) -> dict:
+    # Every rank runs the same checks (so a user error stops them all, not rank 0 alone while the
+    # others wait in a collective); only rank 0 writes.
+    rank, _ = distributed()
     # Everything that can fail on user input happens before the run folder is touched.
     existing = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
     if existing and not resume and not overwrite:
@@ -269,6 +300,13 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
     del model_probe
     if os.path.exists(out) and not os.path.isdir(out):
         raise EchorecError(f"--out {out}: exists and is not a folder")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # all ranks have checked the folder before rank 0 writes into it
+    if rank != 0:
+        res = train_model(rc, split, out, True, resume=resume)
+        return {"valid": res.valid, "test": res.test}
     os.makedirs(out, exist_ok=True)
     if resume:
         res = train_model(rc, split, out, quiet, resume=True)
