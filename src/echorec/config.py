@@ -46,6 +46,9 @@ class TrainConfig:
     bucket: bool = True  # group samples of similar length into a batch (less padding work)
     progress: bool = True  # tqdm bar per epoch (on a terminal)
     checkpoint_every: int = 0  # also checkpoint every N steps (0: at epoch ends only)
+    loss: str = "full"  # full: CE over all items | sampled: CE over the target + `negatives` sampled items
+    negatives: int = 1000  # sampled-softmax negatives per step (uniform, shared by the batch)
+    compile: bool = False  # torch.compile the model (pays off on GPUs; first steps are slow)
 
 
 @dataclass

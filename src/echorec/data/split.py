@@ -21,10 +21,11 @@ class Batch:
     seq: torch.Tensor  # (B, L) int64, left-padded, 0 = pad
     target: torch.Tensor | None = None  # (B,) next item (prefix mode, evaluation)
     targets: torch.Tensor | None = None  # (B, L) next item at every position, 0 = none ("all" mode)
+    negatives: torch.Tensor | None = None  # (K,) item ids shared by the batch: sampled-softmax loss
 
     def to(self, device) -> "Batch":
         mv = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(mv(self.seq), mv(self.target), mv(self.targets))
+        return Batch(mv(self.seq), mv(self.target), mv(self.targets), mv(self.negatives))
 
     def __len__(self) -> int:
         return self.seq.shape[0]

@@ -46,6 +46,8 @@ class SequentialRecommender(nn.Module):
         return self.score(self.encode_last(seq))
 
     def loss(self, batch) -> torch.Tensor:
+        if batch.negatives is not None:
+            return self.sampled_loss(batch)
         if batch.targets is not None:
             h = self.encode(batch.seq)  # (B, L, D)
             real = batch.targets > 0
@@ -53,6 +55,24 @@ class SequentialRecommender(nn.Module):
             return F.cross_entropy(logits.float(), batch.targets[real] - 1)
         logits = self.predict(batch.seq)  # (B, n_items)
         return F.cross_entropy(logits.float(), batch.target - 1)
+
+    def sampled_loss(self, batch) -> torch.Tensor:
+        """Sampled softmax: CE over the target and K uniform negatives shared by the batch, instead of
+        over all items, for catalogs too large to score in full at every step. Uniform sampling needs
+        no log-q correction (it is the same constant for every item); a negative that happens to be
+        the target is masked out."""
+        if batch.targets is not None:
+            h = self.encode(batch.seq)
+            real = batch.targets > 0
+            h, target = h[real], batch.targets[real]  # (N, D), (N,)
+        else:
+            h, target = self.encode_last(batch.seq), batch.target
+        emb = self.item_emb.weight
+        pos = (h * emb[target]).sum(-1, keepdim=True)  # (N, 1)
+        neg = h @ emb[batch.negatives].t()  # (N, K)
+        neg = neg.masked_fill(batch.negatives[None, :] == target[:, None], float("-inf"))
+        logits = torch.cat([pos, neg], dim=1).float()
+        return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
 
     def forward(self, batch) -> torch.Tensor:
         # The loss is the forward pass: DistributedDataParallel syncs gradients only through forward().

@@ -26,6 +26,7 @@ from echorec.data.preprocess import SeqData, load_sequences
 from echorec.data.split import BatchIterator, Split, leave_one_out
 from echorec.errors import EchorecError
 from echorec.eval.evaluate import evaluate
+from echorec.models.base import SequentialRecommender
 from echorec.registry import build_model
 from echorec.train.checkpoint import atomic_write_text, save_weights
 
@@ -137,13 +138,19 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
         raise EchorecError(f"{split.data.source}: no training samples (every user has fewer than 4 items)")
     batches = BatchIterator(split, start, end, d.max_len, t.batch_size, mode=d.train_mode, bucket=t.bucket,
                             seed=t.seed)
+    if t.loss not in ("full", "sampled"):
+        raise EchorecError(f"--loss {t.loss!r}: use full or sampled")
+    if t.loss == "sampled" and type(model).loss is not SequentialRecommender.loss:
+        raise EchorecError(f"--loss sampled: {rc.model} trains with its own objective; use --loss full")
     step_model = model
+    if t.compile:
+        step_model = torch.compile(model)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         # Every rank walks the same global batches (same seed) and takes its share of each, so the
         # all-reduced gradient is the global batch's, as in a single process.
-        step_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        step_model = DistributedDataParallel(step_model, device_ids=[device.index] if device.type == "cuda" else None)
     say = (lambda m: None) if quiet else log
     # The loop's whole position; with the model, optimizer and RNG it is all a checkpoint needs.
     loop = {"epoch": 1, "step": 0, "best": -math.inf, "best_epoch": 0, "bad": 0, "history": [], "loss_sum": 0.0,
@@ -193,7 +200,10 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
                 continue  # done before the resume
             if world > 1:
                 idx = idx[rank::world]
-            batch = batches.make(idx).to(device)
+            batch = batches.make(idx)
+            if t.loss == "sampled":
+                batch.negatives = torch.randint(1, split.n_items + 1, (t.negatives,))
+            batch = batch.to(device)
             with torch.autocast(device_type=device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
                 loss = step_model(batch)
             if not torch.isfinite(loss):
