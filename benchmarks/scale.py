@@ -99,6 +99,14 @@ def main():
              f"{rows[1]['seconds']:.2f} |",
              "", f"A full (B x n_items) score matrix for a batch of 256 would alone take "
                  f"{256 * args.items * 4 / 2**20:.0f} MiB."]
+    # The stated bounds: a training step needs at most the dense gradient of the parameters (2x their size)
+    # plus 128 MiB; chunked evaluation at most half of one unchunked score matrix.
+    train_bound = 2 * p + 128
+    eval_bound = 0.5 * 256 * args.items * 4 / 2**20
+    lines += ["", f"Bounds: training step <= 2 x parameters + 128 MiB = {train_bound:.0f} MiB: "
+                  f"{'PASS' if rows[0]['peak_rise_mib'] <= train_bound else 'FAIL'}; "
+                  f"evaluation <= half an unchunked score matrix = {eval_bound:.0f} MiB: "
+                  f"{'PASS' if rows[1]['peak_rise_mib'] <= eval_bound else 'FAIL'}."]
     text = "\n".join(lines) + "\n"
     print(text)
     os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
