@@ -90,7 +90,11 @@ def main():
                               str(args.users), "--chunk", str(args.chunk)], capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     p = rows[0]["params_mib"]
-    lines = [f"Synthetic catalog: {args.items:,} items x {args.users:,} users; SASRec (hidden 64): parameters "
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    lines = [f"`python benchmarks/scale.py`, commit {commit}, {os.cpu_count()} cpus, "
+             f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'default')}.", "",
+             f"Synthetic catalog: {args.items:,} items x {args.users:,} users; SASRec (hidden 64): parameters "
              f"{p:.0f} MiB (+ 2x that for Adam). Peak resident-memory rise, fresh process each:", "",
              "| what | peak rise (MiB) | seconds |", "| --- | ---: | ---: |",
              f"| one training step, sampled softmax (batch 256, 1000 negatives) | {rows[0]['peak_rise_mib']:.0f} | "
