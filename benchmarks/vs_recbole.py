@@ -231,15 +231,15 @@ def seeds_study(args):
     lines = [f"# SASRec test metrics over seeds {', '.join(done)}: echorec vs RecBole 1.2.1, ml-100k, "
              f"{args.epochs} epochs", "", f"commit {git_commit()}; `python benchmarks/vs_recbole.py --epochs "
              f"{args.epochs} --seeds {args.seeds}`", "",
-             "| metric | epoch picked | RecBole mean ± std | echorec mean ± std | diff of means |",
+             "| metric | epoch picked | RecBole (mean ± std over seeds) | echorec | diff of means |",
              "| --- | --- | ---: | ---: | ---: |"]
     for key in ("hit@10", "ndcg@10", "mrr@10"):
         for which in ("best", "last"):
             a = [v["recbole"][which][key] for v in done.values()]
             b = [v["echorec"][which][key] for v in done.values()]
-            sd = lambda x: statistics.stdev(x) if len(x) > 1 else 0.0  # noqa: E731
-            lines.append(f"| {key} | {'best valid' if which == 'best' else 'last'} | {statistics.mean(a):.4f} ± "
-                         f"{sd(a):.4f} | {statistics.mean(b):.4f} ± {sd(b):.4f} | "
+            fmt = lambda x: (f"{statistics.mean(x):.4f} ± {statistics.stdev(x):.4f}" if len(x) > 1  # noqa: E731
+                             else f"{x[0]:.4f}")
+            lines.append(f"| {key} | {'best valid' if which == 'best' else 'last'} | {fmt(a)} | {fmt(b)} | "
                          f"{(statistics.mean(b) - statistics.mean(a)) / statistics.mean(a) * 100:+.1f}% |")
     text = "\n".join(lines) + "\n"
     print(text)
