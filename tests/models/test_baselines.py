@@ -44,3 +44,15 @@ def test_narm_last_position_fast_path_equals_full_encode():
 
 def test_all_baselines_registered():
     assert {"gru4rec", "narm", "bert4rec", "fmlprec", "bsarec"} <= set(model_names())
+
+
+def test_mamba4rec_last_position_fast_path_equals_full_encode():
+    from echorec.models.mamba4rec import Mamba4Rec, Mamba4RecConfig
+
+    for layers in (1, 2):
+        torch.manual_seed(0)
+        m = Mamba4Rec(30, 10, Mamba4RecConfig(hidden=16, d_state=8, layers=layers)).eval()
+        seq = torch.randint(1, 31, (4, 10))
+        seq[1, :5] = 0
+        with torch.no_grad():
+            torch.testing.assert_close(m.encode_last(seq), m.encode(seq)[:, -1], atol=1e-5, rtol=1e-5)

@@ -58,6 +58,12 @@ class MambaLayer(nn.Module):
         h = self.ln(h + x if self.residual else h)
         return self.ffn(h)
 
+    def forward_last(self, x, mask):
+        """(B, L, D) -> (B, D) at the last position: after the Mamba everything is pointwise."""
+        h = self.drop(self.mamba(x, mask)[:, -1])
+        h = self.ln(h + x[:, -1] if self.residual else h)
+        return self.ffn(h)
+
 
 @register("mamba4rec")
 class Mamba4Rec(SequentialRecommender):
@@ -74,10 +80,19 @@ class Mamba4Rec(SequentialRecommender):
         self.layers = nn.ModuleList(MambaLayer(cfg, residual) for _ in range(cfg.layers))
         init_like_authors(self, cfg.init)
 
-    def encode(self, seq):
+    def _embed(self, seq):
         seq = seq[:, -self.max_len:]
-        mask = seq > 0
-        x = self.ln(self.drop(self.item_emb(seq)))  # (B, L, D); the authors apply dropout before LN
+        return self.ln(self.drop(self.item_emb(seq))), seq > 0  # (B, L, D); the authors drop out before LN
+
+    def encode(self, seq):
+        x, mask = self._embed(seq)
         for layer in self.layers:
             x = layer(x, mask)
         return x
+
+    def encode_last(self, seq):
+        # Prefix training and ranking read the last position only: skip the last layer's FFN elsewhere.
+        x, mask = self._embed(seq)
+        for layer in self.layers[:-1]:
+            x = layer(x, mask)
+        return self.layers[-1].forward_last(x, mask)
