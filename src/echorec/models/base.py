@@ -92,3 +92,27 @@ class SequentialRecommender(nn.Module):
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+
+
+class BlockStack(SequentialRecommender):
+    """A model that embeds, then runs `self.blocks` in order. Each block has forward(x, mask) -> (B, L, D)
+    and forward_last(x, mask) -> (B, D), the last position only, which the last block uses in
+    `encode_last` (prefix training and ranking read nothing else)."""
+
+    blocks: nn.ModuleList
+
+    def _embed(self, seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L) ids -> (x (B, L, D), real-token mask (B, L))."""
+        raise NotImplementedError
+
+    def encode(self, seq):
+        x, mask = self._embed(seq)
+        for blk in self.blocks:
+            x = blk(x, mask)
+        return x
+
+    def encode_last(self, seq):
+        x, mask = self._embed(seq)
+        for blk in self.blocks[:-1]:
+            x = blk(x, mask)
+        return self.blocks[-1].forward_last(x, mask)

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from echorec.errors import EchorecError
-from echorec.models.base import SequentialRecommender
+from echorec.models.base import BlockStack
 from echorec.models.mamba4rec import init_like_authors
 from echorec.nn.dropout import Dropout
 from echorec.nn.ffn import FFNResidual, GLUResidual
@@ -159,7 +159,7 @@ class EchoBlock(nn.Module):
 
 
 @register("echomamba4rec")
-class EchoMamba4Rec(SequentialRecommender):
+class EchoMamba4Rec(BlockStack):
     Config = EchoMamba4RecConfig
     causal = False  # the backward branch reads later items
     description = "EchoMamba4Rec (Wang et al. 2024): spectral filter + bidirectional Mamba + GLU (flagship)"
@@ -172,18 +172,6 @@ class EchoMamba4Rec(SequentialRecommender):
         self.ln = nn.LayerNorm(cfg.hidden, eps=1e-12)
         self.blocks = nn.ModuleList(EchoBlock(cfg, max_len) for _ in range(cfg.layers))
         init_like_authors(self, cfg.init)
-
-    def encode(self, seq):
-        x, mask = self._embed(seq)
-        for blk in self.blocks:
-            x = blk(x, mask)
-        return x
-
-    def encode_last(self, seq):
-        x, mask = self._embed(seq)
-        for blk in self.blocks[:-1]:
-            x = blk(x, mask)
-        return self.blocks[-1].forward_last(x, mask)
 
     def _embed(self, seq):
         seq = seq[:, -self.max_len:]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from echorec.errors import EchorecError
-from echorec.models.base import SequentialRecommender
+from echorec.models.base import BlockStack, SequentialRecommender
 from echorec.nn.dropout import Dropout
 from echorec.nn.ffn import FFNResidual
 from echorec.nn.mamba import Mamba
@@ -66,7 +66,7 @@ class MambaLayer(nn.Module):
 
 
 @register("mamba4rec")
-class Mamba4Rec(SequentialRecommender):
+class Mamba4Rec(BlockStack):
     Config = Mamba4RecConfig
     causal = True
     description = "Mamba4Rec (Liu et al. 2024): selective SSM (Mamba) layers + FFN"
@@ -77,22 +77,11 @@ class Mamba4Rec(SequentialRecommender):
         self.drop = Dropout(cfg.dropout)
         self.ln = nn.LayerNorm(cfg.hidden, eps=1e-12)
         residual = cfg.layers > 1 or cfg.single_layer_residual
-        self.layers = nn.ModuleList(MambaLayer(cfg, residual) for _ in range(cfg.layers))
+        self.blocks = nn.ModuleList(MambaLayer(cfg, residual) for _ in range(cfg.layers))
         init_like_authors(self, cfg.init)
 
     def _embed(self, seq):
         seq = seq[:, -self.max_len:]
         return self.ln(self.drop(self.item_emb(seq))), seq > 0  # (B, L, D); the authors drop out before LN
 
-    def encode(self, seq):
-        x, mask = self._embed(seq)
-        for layer in self.layers:
-            x = layer(x, mask)
-        return x
 
-    def encode_last(self, seq):
-        # Prefix training and ranking read the last position only: skip the last layer's FFN elsewhere.
-        x, mask = self._embed(seq)
-        for layer in self.layers[:-1]:
-            x = layer(x, mask)
-        return self.layers[-1].forward_last(x, mask)

@@ -134,7 +134,7 @@ class Session:
         self.incremental = isinstance(rec.model, Mamba4Rec)
         self._h = None
         if self.incremental:
-            self._states = [layer.mamba.allocate_state(1) for layer in rec.model.layers]
+            self._states = [layer.mamba.allocate_state(1) for layer in rec.model.blocks]
 
     @torch.no_grad()
     def add(self, item) -> None:
@@ -146,7 +146,7 @@ class Session:
         if self.incremental:
             m = self.rec.model
             x = m.ln(m.item_emb(torch.tensor([i])))  # (1, D); dropout is the identity in eval
-            for j, layer in enumerate(m.layers):
+            for j, layer in enumerate(m.blocks):
                 h, self._states[j] = layer.mamba.step(x, self._states[j])
                 h = layer.ln(h + x if layer.residual else h)
                 x = layer.ffn(h)
