@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from echorec.models.base import SequentialRecommender
-from echorec.models.fmlprec import pad_to
+from echorec.models.fmlprec import WindowEmbedding
 from echorec.nn.attention import MultiHeadAttention, attention_mask
 from echorec.nn.dropout import Dropout
 from echorec.nn.ffn import FFNResidual
@@ -50,24 +49,20 @@ class BSARecBlock(nn.Module):
 
 
 @register("bsarec")
-class BSARec(SequentialRecommender):
+class BSARec(WindowEmbedding):
     Config = BSARecConfig
     causal = False  # the frequency branch mixes every position of the window
     description = "BSARec (Shin et al. 2024): frequency inductive bias mixed with self-attention"
 
     def __init__(self, n_items: int, max_len: int, cfg: BSARecConfig):
-        super().__init__(n_items, max_len, cfg.hidden)
+        super().__init__(n_items, max_len, cfg.hidden, cfg.dropout)
         self.cfg = cfg
-        self.pos_emb = nn.Embedding(max_len, cfg.hidden)
-        self.ln = nn.LayerNorm(cfg.hidden, eps=1e-12)
-        self.drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(BSARecBlock(cfg) for _ in range(cfg.layers))
         self.init_weights()
 
     def encode(self, seq):
-        seq = pad_to(seq, self.max_len)
+        seq, x = self._window(seq)  # (B, max_len, D)
         mask = attention_mask(seq > 0, causal=True)
-        x = self.drop(self.ln(self.item_emb(seq) + self.pos_emb.weight[None]))  # (B, max_len, D)
         for blk in self.blocks:
             x = blk(x, mask)
         return x

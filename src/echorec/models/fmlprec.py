@@ -46,25 +46,36 @@ def pad_to(seq: torch.Tensor, max_len: int) -> torch.Tensor:
     return F.pad(seq, (max_len - seq.shape[1], 0)) if seq.shape[1] < max_len else seq
 
 
+class WindowEmbedding(SequentialRecommender):
+    """FMLP-Rec/BSARec input: ids left-padded to the full max_len window, item + learned position
+    embedding over that window, LayerNorm, dropout (as in their official code)."""
+
+    def __init__(self, n_items: int, max_len: int, hidden: int, dropout: float):
+        super().__init__(n_items, max_len, hidden)
+        self.pos_emb = nn.Embedding(max_len, hidden)
+        self.ln = nn.LayerNorm(hidden, eps=1e-12)
+        self.drop = Dropout(dropout)
+
+    def _window(self, seq):
+        """(B, W) ids -> (ids (B, max_len), x (B, max_len, D))."""
+        seq = pad_to(seq, self.max_len)
+        return seq, self.drop(self.ln(self.item_emb(seq) + self.pos_emb.weight[None]))
+
+
 @register("fmlprec")
-class FMLPRec(SequentialRecommender):
+class FMLPRec(WindowEmbedding):
     Config = FMLPRecConfig
     causal = False  # the FFT mixes every position of the window
     description = "FMLP-Rec (Zhou et al. 2022): learnable frequency filters + FFN, no attention"
 
     def __init__(self, n_items: int, max_len: int, cfg: FMLPRecConfig):
-        super().__init__(n_items, max_len, cfg.hidden)
+        super().__init__(n_items, max_len, cfg.hidden, cfg.dropout)
         self.cfg = cfg
-        self.pos_emb = nn.Embedding(max_len, cfg.hidden)
-        self.ln = nn.LayerNorm(cfg.hidden, eps=1e-12)
-        self.drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(FilterBlock(max_len, cfg.hidden, cfg.dropout) for _ in range(cfg.layers))
         self.init_weights()
 
     def encode(self, seq):
-        seq = pad_to(seq, self.max_len)
-        x = self.item_emb(seq) + self.pos_emb.weight[None]  # (B, max_len, D)
-        x = self.drop(self.ln(x))
+        _, x = self._window(seq)  # (B, max_len, D)
         for blk in self.blocks:
             x = blk(x)
         return x

@@ -27,7 +27,7 @@ from echorec.data.split import BatchIterator, Split, leave_one_out
 from echorec.errors import EchorecError
 from echorec.eval.evaluate import evaluate
 from echorec.models.base import SequentialRecommender
-from echorec.registry import build_model
+from echorec.registry import build_model, get_model_class
 from echorec.train.checkpoint import atomic_write_text, save_weights
 
 
@@ -99,6 +99,7 @@ class TrainResult:
 
 
 def _check_mode(rc: RunConfig, model) -> None:
+    """`model` may be the class: only its `causal` attribute is read."""
     if rc.data.train_mode == "all" and not model.causal:
         raise EchorecError(
             f"--train-mode all needs a causal model; {rc.model} sees the whole sequence, so use --train-mode prefix"
@@ -305,9 +306,7 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
         raise EchorecError(f"{out} already holds a run ({', '.join(existing)}); pass --overwrite to replace it, "
                            f"or --resume {out} to continue it")
     data, split = load_data(rc)
-    model_probe = build_model(rc.model, split.n_items, rc.model_cfg, max_len=rc.data.max_len)
-    _check_mode(rc, model_probe)
-    del model_probe
+    _check_mode(rc, get_model_class(rc.model))  # the class says whether it is causal: nothing to build
     if os.path.exists(out) and not os.path.isdir(out):
         raise EchorecError(f"--out {out}: exists and is not a folder")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
