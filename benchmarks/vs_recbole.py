@@ -33,30 +33,32 @@ for a, b in [("bool8", np.bool_), ("float_", np.float64), ("complex_", np.comple
         setattr(np, a, b)
 from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
-from recbole.model.sequential_recommender import SASRec
+import recbole.model.sequential_recommender as zoo
 from recbole.trainer import Trainer
 from recbole.utils import init_seed
 
 data_path, epochs, out, seed = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+model_name = sys.argv[5] if len(sys.argv) > 5 else "SASRec"
+model_cfg = json.loads(sys.argv[6]) if len(sys.argv) > 6 else {
+    "hidden_size": 64, "inner_size": 256, "n_layers": 2, "n_heads": 2,
+    "hidden_dropout_prob": 0.5, "attn_dropout_prob": 0.5, "hidden_act": "gelu"}
 cfg = {
     "data_path": data_path, "dataset": "ml-100k", "checkpoint_dir": os.path.join(out, "ckpt"),
     "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
     "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
     "val_interval": None, "user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)",
     "MAX_ITEM_LIST_LENGTH": 50, "train_neg_sample_args": None, "loss_type": "CE",
-    "hidden_size": 64, "inner_size": 256, "n_layers": 2, "n_heads": 2,
-    "hidden_dropout_prob": 0.5, "attn_dropout_prob": 0.5, "hidden_act": "gelu",
     "train_batch_size": 256, "eval_batch_size": 1024, "learning_rate": 1e-3, "epochs": epochs,
     "stopping_step": 1000, "eval_step": 1, "metrics": ["Hit", "NDCG", "MRR"], "topk": [5, 10, 20],
     "valid_metric": "NDCG@10", "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full",
     "group_by": "user"}, "seed": seed, "reproducibility": True, "device": "cpu", "use_gpu": False,
-    "show_progress": False, "log_wandb": False, "state": "WARNING",
+    "show_progress": False, "log_wandb": False, "state": "WARNING", **model_cfg,
 }
-config = Config(model="SASRec", config_dict=cfg)
+config = Config(model=model_name, config_dict=cfg)
 init_seed(config["seed"], config["reproducibility"])
 dataset = create_dataset(config)
 train_data, valid_data, test_data = data_preparation(config, dataset)
-model = SASRec(config, train_data.dataset).to(config["device"])
+model = getattr(zoo, model_name)(config, train_data.dataset).to(config["device"])
 trainer = Trainer(config, model)
 epoch_times, curve = [], []
 orig = trainer._train_epoch
@@ -85,7 +87,8 @@ json.dump({"test": {k: float(v) for k, v in test.items()}, "epoch_seconds": epoc
 """
 
 
-def run_recbole(python: str, data_file: str, epochs: int, seed: int = 2020) -> dict:
+def run_recbole(python: str, data_file: str, epochs: int, seed: int = 2020, model: str = "SASRec",
+                model_cfg: dict | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         os.makedirs(os.path.join(tmp, "data", "ml-100k"))
         os.symlink(os.path.abspath(data_file), os.path.join(tmp, "data", "ml-100k", "ml-100k.inter"))
@@ -93,20 +96,23 @@ def run_recbole(python: str, data_file: str, epochs: int, seed: int = 2020) -> d
         with open(script, "w") as f:
             f.write(RECBOLE_SCRIPT)
         env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore"}
-        subprocess.run([python, script, os.path.join(tmp, "data"), str(epochs), tmp, str(seed)], check=True, env=env,
-                       cwd=tmp)
+        argv = [python, script, os.path.join(tmp, "data"), str(epochs), tmp, str(seed)]
+        if model != "SASRec" or model_cfg is not None:
+            argv += [model, json.dumps(model_cfg or {})]
+        subprocess.run(argv, check=True, env=env, cwd=tmp)
         with open(os.path.join(tmp, "recbole.json")) as f:
             return json.load(f)
 
 
 def run_echorec(epochs: int, mode: str, batch_size: int = 256, target_ndcg: float | None = None,
-                max_seconds: float | None = None, seed: int = 42) -> dict:
+                max_seconds: float | None = None, seed: int = 42, model: str = "sasrec") -> dict:
     from echorec.config import RunConfig, TrainConfig
     from echorec.eval.evaluate import evaluate
-    from echorec.models.sasrec import SASRecConfig
+    from echorec.registry import get_model_class
     from echorec.train.loop import load_data, train_model
 
-    rc = RunConfig(model="sasrec", model_cfg=SASRecConfig(),
+    # Every echorec default below equals the RecBole setting it is compared with (see ZOO).
+    rc = RunConfig(model=model, model_cfg=get_model_class(model).Config(),
                    train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=1e-3, patience=0, progress=False,
                                      seed=seed))
     rc.data.train_mode = mode
@@ -136,6 +142,16 @@ def run_echorec(epochs: int, mode: str, batch_size: int = 256, target_ndcg: floa
     return {"test": test, "epoch_seconds": [c["epoch_seconds"] for c in curve], "curve": curve}
 
 
+# echorec model -> (RecBole class, RecBole settings). The echorec defaults equal these (see each config).
+ZOO = {
+    "gru4rec": ("GRU4Rec", {"embedding_size": 64, "hidden_size": 128, "num_layers": 1, "dropout_prob": 0.3}),
+    "narm": ("NARM", {"embedding_size": 64, "hidden_size": 128, "n_layers": 1, "dropout_probs": [0.25, 0.5]}),
+    "bert4rec": ("BERT4Rec", {"n_layers": 2, "n_heads": 2, "hidden_size": 64, "inner_size": 256,
+                              "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2, "mask_ratio": 0.2,
+                              "hidden_act": "gelu"}),
+}
+
+
 def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
@@ -154,7 +170,11 @@ def main():
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--seeds", default="", help="accuracy only: comma-separated seeds, both libraries per seed")
+    ap.add_argument("--zoo", default="", help="comma-separated baselines (gru4rec,narm,bert4rec) instead of SASRec; "
+                    "use with --seeds")
     args = ap.parse_args()
+    if args.zoo:
+        return zoo_study(args)
     if args.seeds:
         return seeds_study(args)
     import torch
@@ -243,6 +263,72 @@ def seeds_study(args):
     text = "\n".join(lines) + "\n"
     print(text)
     with open(os.path.join(args.out, "vs_recbole_seeds.md"), "w") as f:
+        f.write(text)
+
+
+def zoo_study(args):
+    """The baselines RecBole also has, both libraries per model and seed, side by side in one run.
+
+    Resumable: finished (model, seed) pairs are kept in vs_recbole_zoo.json and skipped."""
+    import statistics
+
+    import torch
+
+    from echorec.data.datasets import fetch
+
+    data_file = fetch("ml-100k")
+    path = os.path.join(args.out, "vs_recbole_zoo.json")
+    done = json.load(open(path)) if os.path.exists(path) else {}
+    seeds = [int(x) for x in (args.seeds or "2020").split(",")]
+    models = args.zoo.split(",")
+    for model in models:
+        rb_name, rb_cfg = ZOO[model]
+        for seed in seeds:
+            key = f"{model}/{seed}"
+            if key in done:
+                continue
+            print(f"[bench] {model} seed {seed}: RecBole {rb_name} ...", flush=True)
+            rb = run_recbole(args.recbole_python, data_file, args.epochs, seed, rb_name, rb_cfg)
+            print(f"[bench] {model} seed {seed}: echorec ...", flush=True)
+            ours = run_echorec(args.epochs, "prefix", seed=seed, model=model)
+            done[key] = {"recbole": {"best": rb["test"], "last": rb["curve"][-1]["test"],
+                                     "epoch_seconds": rb["epoch_seconds"]},
+                         "echorec": {"best": ours["test"], "last": ours["curve"][-1]["test"],
+                                     "epoch_seconds": ours["epoch_seconds"]}}
+            with open(path, "w") as f:
+                json.dump(done, f, indent=1)
+    threads = os.environ.get("OMP_NUM_THREADS", "default")
+    machine = f"{platform.machine()} {os.cpu_count()} cpus, OMP_NUM_THREADS={threads}, torch {torch.__version__}"
+    lines = [f"# Baselines: echorec vs RecBole 1.2.1 on ml-100k, {args.epochs} epochs, same settings", "",
+             f"machine: {machine}; commit {git_commit()}; `python benchmarks/vs_recbole.py --epochs {args.epochs} "
+             f"--zoo {args.zoo} --seeds {args.seeds}`", "",
+             "Test metrics (mean ± std over seeds) at the best-valid epoch and at the last epoch; "
+             "training time per epoch is the median over all epochs and seeds.", "",
+             "| model | seeds | metric | epoch picked | RecBole | echorec | diff of means |",
+             "| --- | --- | --- | --- | ---: | ---: | ---: |"]
+
+    def fmt(x):
+        return f"{statistics.mean(x):.4f} ± {statistics.stdev(x):.4f}" if len(x) > 1 else f"{x[0]:.4f}"
+
+    times = []
+    for model in models:
+        runs = [v for k, v in done.items() if k.split("/")[0] == model]
+        if not runs:
+            continue
+        for metric in ("hit@10", "ndcg@10", "mrr@10"):
+            for which in ("best", "last"):
+                a = [r["recbole"][which][metric] for r in runs]
+                b = [r["echorec"][which][metric] for r in runs]
+                lines.append(f"| {model} | {len(runs)} | {metric} | {'best valid' if which == 'best' else 'last'} | "
+                             f"{fmt(a)} | {fmt(b)} | "
+                             f"{(statistics.mean(b) - statistics.mean(a)) / statistics.mean(a) * 100:+.1f}% |")
+        rt = median([s for r in runs for s in r["recbole"]["epoch_seconds"]])
+        ot = median([s for r in runs for s in r["echorec"]["epoch_seconds"]])
+        times.append(f"| {model} | {rt:.1f} s | {ot:.1f} s | {ot / rt:.2f} |")
+    lines += ["", "| model | RecBole s/epoch | echorec s/epoch | ratio |", "| --- | ---: | ---: | ---: |", *times]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(os.path.join(args.out, "vs_recbole_zoo.md"), "w") as f:
         f.write(text)
 
 

@@ -228,6 +228,68 @@ def cmd_export(argv):
     print(export_torchscript(args.run, args.out, args.k))
 
 
+def cmd_bench(argv):
+    if not argv or argv[0] not in ("accuracy", "speed"):
+        raise EchorecError("echorec bench: use `bench accuracy ...` or `bench speed ...` (see --help of each)")
+    if argv[0] == "speed":
+        from echorec.bench.speed import main as speed_main
+
+        return speed_main(argv[1:])
+    from echorec.bench.accuracy import Protocol, parse_seeds, run_study
+
+    p = _Parser(prog="echorec bench accuracy",
+                description="Train models x datasets x seeds under one protocol; write results.csv/.md and "
+                            "learning curves. Resumable: finished cells are skipped.")
+    p.add_argument("--models", required=True, help="comma-separated registered models")
+    p.add_argument("--datasets", required=True, help="comma-separated named datasets or paths")
+    p.add_argument("--seeds", default="3", help="a count (3: seeds 42, 43, 44) or a list (1,2,3)")
+    p.add_argument("--out", required=True, help="study folder (created; re-running continues it)")
+    p.add_argument("--budget", type=int, default=0,
+                   help="tuning trials per model and dataset before training (needs optuna; 0: the configs' "
+                        "defaults, or settings already in OUT/tuned/)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per run (0: default)")
+    d = Protocol()
+    for name in ("epochs", "patience", "max_len", "batch_size", "lr", "exclude_history", "train_mode"):
+        p.add_argument("--" + name.replace("_", "-"), default=getattr(d, name),
+                       help=f"(default: {getattr(d, name)})")
+    args = p.parse_args(argv[1:])
+    proto = Protocol(**{k: coerce(getattr(args, k), type(getattr(d, k)), "--" + k.replace("_", "-"))
+                        for k in ("epochs", "patience", "max_len", "batch_size", "lr", "exclude_history",
+                                  "train_mode")})
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    datasets = [x.strip() for x in args.datasets.split(",") if x.strip()]
+    seeds = parse_seeds(args.seeds)
+    if args.budget > 0:
+        from echorec.bench.tune import tune_study
+
+        tune_study(args.out, models, datasets, args.budget, proto, threads=args.threads)
+    rows = run_study(args.out, models, datasets, seeds, proto, threads=args.threads,
+                     log=lambda m: print(m, flush=True))
+    print(f"\n{len(rows)} finished runs; tables: {os.path.join(args.out, 'results.md')}")
+
+
+def cmd_tune(argv):
+    from echorec.bench.accuracy import Protocol
+
+    p = _Parser(prog="echorec tune", description="A fixed-budget Optuna search (valid NDCG@10) per model and "
+                "dataset; the best settings are saved in OUT/tuned/ and reused by `bench accuracy --out OUT`.")
+    p.add_argument("--models", required=True)
+    p.add_argument("--datasets", required=True)
+    p.add_argument("--trials", type=int, default=10)
+    p.add_argument("--out", required=True, help="study folder")
+    p.add_argument("--threads", type=int, default=0)
+    d = Protocol()
+    for name in ("epochs", "patience", "max_len", "batch_size", "exclude_history"):
+        p.add_argument("--" + name.replace("_", "-"), default=getattr(d, name), help=f"(default: {getattr(d, name)})")
+    args = p.parse_args(argv)
+    proto = Protocol(**{k: coerce(getattr(args, k), type(getattr(d, k)), "--" + k.replace("_", "-"))
+                        for k in ("epochs", "patience", "max_len", "batch_size", "exclude_history")})
+    from echorec.bench.tune import tune_study
+
+    tune_study(args.out, [m for m in args.models.split(",") if m], [x for x in args.datasets.split(",") if x],
+               args.trials, proto, threads=args.threads)
+
+
 def cmd_models(argv):
     from echorec.registry import get_model_class, model_names
 
@@ -237,20 +299,23 @@ def cmd_models(argv):
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "data": cmd_data, "models": cmd_models,
-            "recommend": cmd_recommend, "serve": cmd_serve, "export": cmd_export}
+            "recommend": cmd_recommend, "serve": cmd_serve, "export": cmd_export, "bench": cmd_bench,
+            "tune": cmd_tune}
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: echorec {train,evaluate,data,models,recommend,serve,export} ...\n\n"
+        print("usage: echorec {train,evaluate,data,models,recommend,serve,export,bench,tune} ...\n\n"
               "  train      train a model, write a run folder\n"
               "  evaluate   reload a run folder and recompute its metrics\n"
               "  data       data info DS | data list\n"
               "  models     list registered models\n"
               "  recommend  next items for one history, as JSON\n"
               "  serve      HTTP service over a run folder\n"
-              "  export     TorchScript of a run's model + top-k")
+              "  export     TorchScript of a run's model + top-k\n"
+              "  bench      bench accuracy (models x datasets x seeds tables) | bench speed (time/memory vs length)\n"
+              "  tune       fixed-budget hyper-parameter search (optuna) for bench accuracy")
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
