@@ -279,11 +279,12 @@ def cmd_tune(argv):
     p.add_argument("--out", required=True, help="study folder")
     p.add_argument("--threads", type=int, default=0)
     d = Protocol()
-    for name in ("epochs", "patience", "max_len", "batch_size", "exclude_history"):
-        p.add_argument("--" + name.replace("_", "-"), default=getattr(d, name), help=f"(default: {getattr(d, name)})")
+    keys = ("epochs", "patience", "max_len", "batch_size", "lr", "exclude_history", "train_mode")
+    for name in keys:
+        p.add_argument("--" + name.replace("_", "-"), default=getattr(d, name),
+                       help=f"(default: {getattr(d, name)}; must match the study's protocol)")
     args = p.parse_args(argv)
-    proto = Protocol(**{k: coerce(getattr(args, k), type(getattr(d, k)), "--" + k.replace("_", "-"))
-                        for k in ("epochs", "patience", "max_len", "batch_size", "exclude_history")})
+    proto = Protocol(**{k: coerce(getattr(args, k), type(getattr(d, k)), "--" + k.replace("_", "-")) for k in keys})
     from echorec.bench.tune import tune_study
 
     tune_study(args.out, [m for m in args.models.split(",") if m], [x for x in args.datasets.split(",") if x],

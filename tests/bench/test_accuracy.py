@@ -1,0 +1,113 @@
+"""The study tables (mean/std, bold, best vs runner-up, paired tests) on fixed rows, and resuming."""
+
+import json
+import os
+import random
+
+import pytest
+
+from echorec.bench.accuracy import METRICS, Protocol, aggregate, collect, dataset_label, parse_seeds, run_study
+from echorec.errors import EchorecError
+
+
+def _rows():
+    # Model A beats B on NDCG@10 in every seed; B beats A on HR@5. C is last everywhere.
+    vals = {"A": {"ndcg@10": [0.30, 0.32, 0.34], "hit@5": [0.50, 0.50, 0.50]},
+            "B": {"ndcg@10": [0.20, 0.25, 0.27], "hit@5": [0.60, 0.62, 0.64]},
+            "C": {"ndcg@10": [0.10, 0.10, 0.10], "hit@5": [0.10, 0.10, 0.10]}}
+    rows = []
+    for m, v in vals.items():
+        for i, seed in enumerate((1, 2, 3)):
+            r = {"dataset": "toy", "model": m, "seed": seed}
+            r.update({f"test_{k}": v.get(k, [0.05, 0.05, 0.05])[i] for k in METRICS})
+            r.update({"valid_ndcg@10": 0.0, "best_epoch": 2, "epochs_run": 3, "seconds_per_epoch": 1.5,
+                      "train_seconds": 4.5})
+            rows.append(r)
+    return rows
+
+
+def _line(md, model):
+    return next(x for x in md.splitlines() if x.startswith(f"| {model} |"))
+
+
+def test_aggregate_mean_std_bold_improvement_and_test():
+    md = aggregate(_rows())
+    cells = [c.strip() for c in _line(md, "A").split("|")[1:-1]]
+    head = [c.strip() for c in next(x for x in md.splitlines() if x.startswith("| model")).split("|")[1:-1]]
+    a = dict(zip(head, cells))
+    assert a["runs"] == "3"
+    assert a["NDCG@10"] == "**0.3200 ± 0.0200**"  # mean 0.32, sample std 0.02, best -> bold
+    assert a["HR@5"] == "0.5000 ± 0.0000"  # not the best on this column
+    b = dict(zip(head, [c.strip() for c in _line(md, "B").split("|")[1:-1]]))
+    assert b["HR@5"] == "**0.6200 ± 0.0200**" and b["NDCG@10"] == "0.2400 ± 0.0361"
+    imp = dict(zip(head, [c.strip() for c in _line(md, "best vs runner-up").split("|")[1:-1]]))
+    assert imp["NDCG@10"] == f"{(0.32 - 0.24) / 0.24 * 100:+.1f}%"  # A over B
+    assert imp["HR@5"] == f"{(0.62 - 0.50) / 0.50 * 100:+.1f}%"  # B over A
+    # Paired test of A vs B on NDCG@10: differences .10, .07, .07 -> t = 8, p = 1 - 8/sqrt(66).
+    assert "A vs B: ndcg@10: t = +8.00, p = 0.015 (n = 3)" in md
+
+
+def test_aggregate_single_seed_has_no_std_and_no_test():
+    rows = [r for r in _rows() if r["seed"] == 1]
+    md = aggregate(rows)
+    assert "| A | 1 | " in md and "±" not in _line(md, "A")
+    assert "n/a (1 common seed)" in md
+
+
+def test_echomamba_is_tested_against_the_best_other_model():
+    rows = _rows()
+    for r in rows:
+        r["model"] = {"A": "sasrec", "B": "gru4rec", "C": "echomamba4rec"}[r["model"]]
+    md = aggregate(rows)
+    assert "sasrec vs gru4rec" in md and "echomamba4rec vs sasrec" in md
+
+
+def test_seeds_and_labels():
+    assert parse_seeds("3") == [42, 43, 44] and parse_seeds("1,7") == [1, 7]
+    with pytest.raises(EchorecError):
+        parse_seeds("x")
+    assert dataset_label("ml-100k") == "ml-100k"
+    assert dataset_label(os.path.join("a", "LastFM", "LastFM.txt")) == "LastFM"
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    rnd = random.Random(0)
+    path = tmp_path / "tiny.txt"
+    path.write_text("".join(f"{u} " + " ".join(str(rnd.randint(1, 30)) for _ in range(rnd.randint(4, 12))) + "\n"
+                            for u in range(40)))
+    return str(path)
+
+
+def test_study_runs_then_resumes_skipping_finished_cells(tmp_path, tiny):
+    study = str(tmp_path / "study")
+    proto = Protocol(epochs=1, patience=0)
+    logs = []
+    rows = run_study(study, ["gru4rec", "sasrec"], [tiny], [1, 2], proto, log=logs.append)
+    assert len(rows) == 4 and sum("training" in x for x in logs) == 4
+    mfile = os.path.join(study, "runs", "tiny", "sasrec", "seed2", "metrics.json")
+    before = open(mfile).read()
+    os.unlink(os.path.join(study, "runs", "tiny", "gru4rec", "seed1", "metrics.json"))  # one cell lost
+    logs.clear()
+    rows = run_study(study, ["gru4rec", "sasrec"], [tiny], [1, 2], proto, log=logs.append)
+    assert sum("skipped" in x for x in logs) == 3
+    assert sum(("training" in x or "resuming" in x) for x in logs) == 1
+    assert open(mfile).read() == before and len(rows) == 4
+    csv_rows = open(os.path.join(study, "results.csv")).read().splitlines()
+    assert len(csv_rows) == 5 and csv_rows[0].startswith("dataset,model,seed,test_hit@5")
+    md = open(os.path.join(study, "results.md")).read()
+    assert "### tiny" in md and "| gru4rec | 2 |" in md and "| sasrec | 2 |" in md
+    assert os.path.exists(os.path.join(study, "curves_tiny.png"))
+    # A different protocol in the same study folder is refused, nothing is trained.
+    with pytest.raises(EchorecError, match="another protocol"):
+        run_study(study, ["sasrec"], [tiny], [3], Protocol(epochs=2, patience=0), log=logs.append)
+    assert not os.path.exists(os.path.join(study, "runs", "tiny", "sasrec", "seed3"))
+    assert json.load(open(os.path.join(study, "study.json")))["protocol"]["epochs"] == 1
+    assert len(collect(study)) == 4
+
+
+def test_same_seed_same_metrics(tmp_path, tiny):
+    proto = Protocol(epochs=1, patience=0)
+    a = run_study(str(tmp_path / "a"), ["sasrec"], [tiny], [5], proto, log=lambda m: None)
+    b = run_study(str(tmp_path / "b"), ["sasrec"], [tiny], [5], proto, log=lambda m: None)
+    assert [r["test_ndcg@10"] for r in a] == [r["test_ndcg@10"] for r in b]
