@@ -249,13 +249,12 @@ def cmd_bench(argv):
                         "defaults, or settings already in OUT/tuned/)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per run (0: default)")
     d = Protocol()
-    for name in ("epochs", "patience", "max_len", "batch_size", "lr", "exclude_history", "train_mode"):
+    keys = ("epochs", "patience", "max_len", "batch_size", "lr", "exclude_history", "train_mode", "valid_metric")
+    for name in keys:
         p.add_argument("--" + name.replace("_", "-"), default=getattr(d, name),
                        help=f"(default: {getattr(d, name)})")
     args = p.parse_args(argv[1:])
-    proto = Protocol(**{k: coerce(getattr(args, k), type(getattr(d, k)), "--" + k.replace("_", "-"))
-                        for k in ("epochs", "patience", "max_len", "batch_size", "lr", "exclude_history",
-                                  "train_mode")})
+    proto = Protocol(**{k: coerce(getattr(args, k), type(getattr(d, k)), "--" + k.replace("_", "-")) for k in keys})
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     datasets = [x.strip() for x in args.datasets.split(",") if x.strip()]
     seeds = parse_seeds(args.seeds)
@@ -279,7 +278,7 @@ def cmd_tune(argv):
     p.add_argument("--out", required=True, help="study folder")
     p.add_argument("--threads", type=int, default=0)
     d = Protocol()
-    keys = ("epochs", "patience", "max_len", "batch_size", "lr", "exclude_history", "train_mode")
+    keys = ("epochs", "patience", "max_len", "batch_size", "lr", "exclude_history", "train_mode", "valid_metric")
     for name in keys:
         p.add_argument("--" + name.replace("_", "-"), default=getattr(d, name),
                        help=f"(default: {getattr(d, name)}; must match the study's protocol)")

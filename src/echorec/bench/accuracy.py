@@ -30,7 +30,7 @@ from echorec.errors import EchorecError
 
 METRICS = [f"{m}@{k}" for m in ("hit", "ndcg", "mrr") for k in (5, 10, 20)]
 HEADER = {"hit": "HR", "ndcg": "NDCG", "mrr": "MRR"}
-PROTOCOL_KEYS = ("epochs", "patience", "max_len", "batch_size", "lr", "exclude_history", "train_mode")
+PROTOCOL_KEYS = ("epochs", "patience", "max_len", "batch_size", "lr", "exclude_history", "train_mode", "valid_metric")
 
 
 @dataclass
@@ -42,6 +42,7 @@ class Protocol:
     lr: float = 1e-3
     exclude_history: bool = True  # S3-Rec / FMLP-Rec / BSARec evaluation: items in the history are not ranked
     train_mode: str = "prefix"
+    valid_metric: str = "ndcg@10"  # picks the best epoch and drives early stopping
 
 
 def dataset_label(ds: str) -> str:
@@ -70,7 +71,9 @@ def _check_protocol(study: str, proto: Protocol) -> None:
     if os.path.exists(path):
         with open(path) as f:
             saved = json.load(f)["protocol"]
-        diff = [f"{k} {saved.get(k)!r} -> {asked[k]!r}" for k in PROTOCOL_KEYS if saved.get(k) != asked[k]]
+        default = Protocol()  # a key missing from an older study.json had its default value
+        saved = {k: saved.get(k, getattr(default, k)) for k in PROTOCOL_KEYS}
+        diff = [f"{k} {saved[k]!r} -> {asked[k]!r}" for k in PROTOCOL_KEYS if saved[k] != asked[k]]
         if diff:
             raise EchorecError(f"{path}: this study was run with another protocol ({'; '.join(diff)}); "
                                f"use the same settings or another --out")
@@ -114,7 +117,7 @@ def cell_config(model: str, dataset: str, seed: int, proto: Protocol, tuned: dic
          "data": {"dataset": dataset, "max_len": proto.max_len, "train_mode": proto.train_mode},
          "train": {"epochs": proto.epochs, "patience": proto.patience, "seed": seed, "batch_size": proto.batch_size,
                    "lr": proto.lr, "progress": False, "threads": threads},
-         "eval": {"exclude_history": proto.exclude_history},
+         "eval": {"exclude_history": proto.exclude_history, "valid_metric": proto.valid_metric},
          "model_cfg": {}}
     for key, value in (tuned or {}).items():
         sec, name = key.split(".", 1)
@@ -268,11 +271,12 @@ def write_results(study: str, rows: list[dict], order: list[str] | None = None) 
     with open(os.path.join(study, "study.json")) as f:
         info = json.load(f)
     p = info["protocol"]
+    vm = p.get("valid_metric", "ndcg@10").upper()
     head = [f"# Accuracy study: {', '.join(dict.fromkeys(r['dataset'] for r in rows))}", "",
             f"Protocol: leave-one-out, {p['train_mode']} training samples, max_len {p['max_len']}, batch "
             f"{p['batch_size']}, Adam lr {p['lr']}, CE over all items, full ranking"
             f"{' excluding the items in the history' if p['exclude_history'] else ''}; at most {p['epochs']} epochs, "
-            f"early stop after {p['patience']} without valid NDCG@10 gain (0 = never); test metrics at the "
+            f"early stop after {p['patience']} without valid {vm} gain (0 = never); test metrics at the "
             f"best-valid epoch.", "",
             f"Started {info['created']} at commit {info['commit']} on {info['machine']}; tables written "
             f"{time.strftime('%Y-%m-%d %H:%M')} at commit {git_commit()}.", "", ""]

@@ -3,7 +3,8 @@
 Each (model, dataset) gets `trials` Optuna TPE trials (seeded, so a re-run proposes the same points)
 over one search space built from the config, identical in kind for every model: the learning
 rate, the weight decay, and every dropout field of the model's config. A trial trains under the
-study's protocol and is scored by its best valid NDCG@10; test metrics are never looked at.
+study's protocol and is scored by its best value of the study's valid metric (NDCG@10 by default);
+test metrics are never looked at.
 
 Results: OUT/tuned/<dataset>/<model>.json with every trial and the best settings (as
 `section.field` keys), written after each trial, so an interrupted search resumes with the
@@ -86,7 +87,7 @@ def tune_one(study_dir: str, model: str, dataset: str, trials: int, proto, threa
         rc = cell_config(model, dataset, 42, proto, params, threads)
         t0 = time.perf_counter()
         res = train_model(rc, split, None, quiet=True)
-        value = float(res.valid["ndcg@10"])
+        value = float(res.valid[proto.valid_metric])
         study.tell(trial, value)
         saved["trials"].append({"params": params, "value": value, "best_epoch": res.best_epoch,
                                 "seconds": round(time.perf_counter() - t0, 1)})
