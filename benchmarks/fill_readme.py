@@ -1,8 +1,10 @@
 """Copy the committed result tables into README.md (between markers), so the README shows exactly what
 the benchmark scripts wrote. Run after the benchmarks: python benchmarks/fill_readme.py"""
 
+import glob
 import os
 import re
+import shutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 README = os.path.join(HERE, "..", "README.md")
@@ -12,7 +14,16 @@ SECTIONS = {  # marker -> result files, in order
     "MAIN": ["main.md"],
     "ABLATION": ["ablation.md"],
     "SERVE": ["serve_load.md"],
+    "ZOO": ["vs_recbole_zoo.md"],
+    "LASTFM": ["lastfm_vs_bsarec_log.md"],
+    "ACCURACY": ["accuracy/results.md"],
+    "SPEED": ["speed/speed.md"],
 }
+# Studies run into benchmarks/runs/<name> (weights and all, not committed); their tables, plots and
+# protocol are copied into benchmarks/results/<name>/ before the README is filled.
+STUDIES = {"accuracy": ["results.md", "results.csv", "study.json", "curves_*.png"],
+           "speed": ["speed.md", "speed.csv", "speed_*.png"]}
+IMAGES = {"accuracy/results.md": "accuracy/curves_*.png", "speed/speed.md": "speed/speed_*.png"}
 
 
 def body(files):
@@ -25,10 +36,28 @@ def body(files):
             parts.append(text)
     if "scan_speed.md" in files and os.path.exists(os.path.join(HERE, "results", "scan_speed.png")):
         parts.append("![scan speed](benchmarks/results/scan_speed.png)")
+    for f in files:
+        if f in IMAGES:
+            imgs = sorted(glob.glob(os.path.join(HERE, "results", IMAGES[f])))
+            parts.append(" ".join(f"![{os.path.basename(i)}](benchmarks/results/{os.path.relpath(i, os.path.join(HERE, 'results'))})"
+                                  for i in imgs))
     return "\n\n".join(parts) or "(not measured yet)"
 
 
+def copy_studies():
+    for name, patterns in STUDIES.items():
+        src = os.path.join(HERE, "runs", name)
+        if not os.path.isdir(src):
+            continue
+        dst = os.path.join(HERE, "results", name)
+        os.makedirs(dst, exist_ok=True)
+        for pat in patterns:
+            for f in glob.glob(os.path.join(src, pat)):
+                shutil.copy2(f, dst)
+
+
 def main():
+    copy_studies()
     text = open(README).read()
     for key, files in SECTIONS.items():
         block = f"<!-- {key} -->\n{body(files)}\n<!-- /{key} -->"

@@ -105,7 +105,7 @@ def run_recbole(python: str, data_file: str, epochs: int, seed: int = 2020, mode
 
 
 def run_echorec(epochs: int, mode: str, batch_size: int = 256, target_ndcg: float | None = None,
-                max_seconds: float | None = None, seed: int = 42, model: str = "sasrec") -> dict:
+                max_seconds: float | None = None, seed: int = 42, model: str = "sasrec", **train) -> dict:
     from echorec.config import RunConfig, TrainConfig
     from echorec.eval.evaluate import evaluate
     from echorec.registry import get_model_class
@@ -114,7 +114,7 @@ def run_echorec(epochs: int, mode: str, batch_size: int = 256, target_ndcg: floa
     # Every echorec default below equals the RecBole setting it is compared with (see ZOO).
     rc = RunConfig(model=model, model_cfg=get_model_class(model).Config(),
                    train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=1e-3, patience=0, progress=False,
-                                     seed=seed))
+                                     seed=seed, **train))
     rc.data.train_mode = mode
     _, split = load_data(rc)
     curve = []
@@ -170,6 +170,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--seeds", default="", help="accuracy only: comma-separated seeds, both libraries per seed")
+    ap.add_argument("--variants", default="", help="with --zoo: also run echorec with each of these train settings "
+                    "changed, e.g. amp=off,bucket=false,clip_grad=0 (to measure where a difference comes from)")
     ap.add_argument("--zoo", default="", help="comma-separated baselines (gru4rec,narm,bert4rec) instead of SASRec; "
                     "use with --seeds")
     args = ap.parse_args()
@@ -281,9 +283,23 @@ def zoo_study(args):
     done = json.load(open(path)) if os.path.exists(path) else {}
     seeds = [int(x) for x in (args.seeds or "2020").split(",")]
     models = args.zoo.split(",")
+    variants = {}
+    for item in filter(None, args.variants.split(",")):
+        k, v = item.split("=")
+        variants[item] = {k: {"off": "off", "false": False, "true": True}.get(v, v if not v[0].isdigit() else float(v))}
     for model in models:
         rb_name, rb_cfg = ZOO[model]
         for seed in seeds:
+            for name, override in variants.items():
+                key = f"{model}/{seed}/{name}"
+                if key in done:
+                    continue
+                print(f"[bench] {model} seed {seed}: echorec with {name} ...", flush=True)
+                ours = run_echorec(args.epochs, "prefix", seed=seed, model=model, **override)
+                done[key] = {"echorec": {"best": ours["test"], "last": ours["curve"][-1]["test"],
+                                         "epoch_seconds": ours["epoch_seconds"]}}
+                with open(path, "w") as f:
+                    json.dump(done, f, indent=1)
             key = f"{model}/{seed}"
             if key in done:
                 continue
@@ -312,7 +328,7 @@ def zoo_study(args):
 
     times = []
     for model in models:
-        runs = [v for k, v in done.items() if k.split("/")[0] == model]
+        runs = [v for k, v in done.items() if k.split("/")[0] == model and k.count("/") == 1]
         if not runs:
             continue
         for metric in ("hit@10", "ndcg@10", "mrr@10"):
@@ -322,6 +338,16 @@ def zoo_study(args):
                 lines.append(f"| {model} | {len(runs)} | {metric} | {'best valid' if which == 'best' else 'last'} | "
                              f"{fmt(a)} | {fmt(b)} | "
                              f"{(statistics.mean(b) - statistics.mean(a)) / statistics.mean(a) * 100:+.1f}% |")
+        for name in sorted({k.split("/", 2)[2] for k in done if k.split("/")[0] == model and k.count("/") == 2}):
+            vs = {k.split("/")[1]: v for k, v in done.items() if k.split("/")[0] == model and k.endswith("/" + name)}
+            paired = [(done[f"{model}/{sd}"], v) for sd, v in vs.items() if f"{model}/{sd}" in done]
+            for which in ("best", "last"):
+                a = [p[0]["recbole"][which]["ndcg@10"] for p in paired]
+                b = [p[1]["echorec"][which]["ndcg@10"] for p in paired]
+                if a:
+                    lines.append(f"| {model} with {name} | {len(a)} | ndcg@10 | "
+                                 f"{'best valid' if which == 'best' else 'last'} | {fmt(a)} | {fmt(b)} | "
+                                 f"{(statistics.mean(b) - statistics.mean(a)) / statistics.mean(a) * 100:+.1f}% |")
         rt = median([s for r in runs for s in r["recbole"]["epoch_seconds"]])
         ot = median([s for r in runs for s in r["echorec"]["epoch_seconds"]])
         times.append(f"| {model} | {rt:.1f} s | {ot:.1f} s | {ot / rt:.2f} |")
