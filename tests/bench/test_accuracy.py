@@ -111,3 +111,15 @@ def test_same_seed_same_metrics(tmp_path, tiny):
     a = run_study(str(tmp_path / "a"), ["sasrec"], [tiny], [5], proto, log=lambda m: None)
     b = run_study(str(tmp_path / "b"), ["sasrec"], [tiny], [5], proto, log=lambda m: None)
     assert [r["test_ndcg@10"] for r in a] == [r["test_ndcg@10"] for r in b]
+
+
+def test_user_mistakes_fail_before_the_study_folder_exists(tmp_path, tiny):
+    for models, datasets, proto, msg in [
+            (["nope"], [tiny], Protocol(epochs=1), "unknown model"),
+            (["sasrec"], [str(tmp_path / "missing.txt")], Protocol(epochs=1), "neither a file"),
+            (["sasrec"], [tiny], Protocol(epochs=1, valid_metric="ndcg10"), "valid-metric"),
+            (["echomamba4rec"], [tiny], Protocol(epochs=1, train_mode="all"), "")]:
+        study = str(tmp_path / "s")
+        with pytest.raises(EchorecError, match=msg):
+            run_study(study, models, datasets, [1], proto, log=lambda m: None)
+        assert not os.path.exists(study)

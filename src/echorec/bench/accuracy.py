@@ -125,14 +125,28 @@ def cell_config(model: str, dataset: str, seed: int, proto: Protocol, tuned: dic
     return run_config_from_dict(d, where="study cell")
 
 
+def validate(models: list[str], datasets: list[str], proto: Protocol) -> None:
+    """Every user mistake (model, dataset, protocol value) fails here, before the study folder is made."""
+    from echorec.data.datasets import resolve
+    from echorec.registry import get_model_class
+    from echorec.train.loop import _check_mode, _metric_key
+
+    if not models or not datasets:
+        raise EchorecError("a study needs at least one model and one dataset")
+    for ds in datasets:
+        resolve(ds)
+    for m in models:
+        rc = cell_config(m, datasets[0], 0, proto)
+        _metric_key(rc.eval)
+        _check_mode(rc, get_model_class(m))
+
+
 def run_study(study: str, models: list[str], datasets: list[str], seeds: list[int], proto: Protocol,
               threads: int = 0, log=print) -> list[dict]:
     """Train every missing cell, then rewrite results.csv / results.md / curves from all finished cells."""
-    from echorec.registry import get_model_class
     from echorec.train.loop import RUN_FILES, run_training
 
-    for m in models:
-        get_model_class(m)  # unknown model names fail before anything runs
+    validate(models, datasets, proto)
     _check_protocol(study, proto)
     # Seeds outside models: a study stopped early still has every model for the first seeds.
     cells = [(ds, m, s) for ds in datasets for s in seeds for m in models]

@@ -103,11 +103,9 @@ def tune_one(study_dir: str, model: str, dataset: str, trials: int, proto, threa
 
 def tune_study(study_dir: str, models: list[str], datasets: list[str], trials: int, proto, threads: int = 0,
                log=lambda m: print(m, flush=True)) -> None:
-    from echorec.bench.accuracy import _check_protocol
-    from echorec.registry import get_model_class
+    from echorec.bench.accuracy import _check_protocol, validate
 
-    for m in models:
-        get_model_class(m)
+    validate(models, datasets, proto)
     _check_protocol(study_dir, proto)
     for ds in datasets:
         for m in models:

@@ -109,7 +109,8 @@ def _check_mode(rc: RunConfig, model) -> None:
 
 
 def _metric_key(e) -> str:
-    if e.valid_metric.split("@")[0] not in ("hit", "ndcg", "mrr") or int(e.valid_metric.split("@")[1]) not in e.ks:
+    name, _, k = e.valid_metric.partition("@")
+    if name not in ("hit", "ndcg", "mrr") or not k.isdigit() or int(k) not in e.ks:
         raise EchorecError(f"--valid-metric {e.valid_metric!r} must be hit|ndcg|mrr@K with K in --ks {e.ks}")
     return (f"sampled{e.sampled}_" if e.sampled else "") + e.valid_metric
 
