@@ -118,7 +118,7 @@ def test_user_mistakes_fail_before_the_study_folder_exists(tmp_path, tiny):
             (["nope"], [tiny], Protocol(epochs=1), "unknown model"),
             (["sasrec"], [str(tmp_path / "missing.txt")], Protocol(epochs=1), "neither a file"),
             (["sasrec"], [tiny], Protocol(epochs=1, valid_metric="ndcg10"), "valid-metric"),
-            (["echomamba4rec"], [tiny], Protocol(epochs=1, train_mode="all"), "")]:
+            (["echomamba4rec"], [tiny], Protocol(epochs=1, train_mode="all"), "needs a causal model")]:
         study = str(tmp_path / "s")
         with pytest.raises(EchorecError, match=msg):
             run_study(study, models, datasets, [1], proto, log=lambda m: None)
