@@ -171,7 +171,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--seeds", default="", help="accuracy only: comma-separated seeds, both libraries per seed")
     ap.add_argument("--variants", default="", help="with --zoo: also run echorec with each of these train settings "
-                    "changed, e.g. amp=off,bucket=false,clip_grad=0 (to measure where a difference comes from)")
+                    "changed, e.g. amp=off,bucket=false,clip_grad=0 or bucket=false+clip_grad=0 (to measure where a "
+                    "difference comes from)")
     ap.add_argument("--zoo", default="", help="comma-separated baselines (gru4rec,narm,bert4rec) instead of SASRec; "
                     "use with --seeds")
     args = ap.parse_args()
@@ -284,9 +285,11 @@ def zoo_study(args):
     seeds = [int(x) for x in (args.seeds or "2020").split(",")]
     models = args.zoo.split(",")
     variants = {}
-    for item in filter(None, args.variants.split(",")):
-        k, v = item.split("=")
-        variants[item] = {k: {"off": "off", "false": False, "true": True}.get(v, v if not v[0].isdigit() else float(v))}
+    for item in filter(None, args.variants.split(",")):  # "a=1,b=off" two variants; "a=1+b=off" one with both
+        variants[item] = {}
+        for pair in item.split("+"):
+            k, v = pair.split("=")
+            variants[item][k] = {"false": False, "true": True}.get(v, float(v) if v[0].isdigit() else v)
     for model in models:
         rb_name, rb_cfg = ZOO[model]
         for seed in seeds:
