@@ -320,7 +320,8 @@ def zoo_study(args):
     machine = f"{platform.machine()} {os.cpu_count()} cpus, OMP_NUM_THREADS={threads}, torch {torch.__version__}"
     lines = [f"# Baselines: echorec vs RecBole 1.2.1 on ml-100k, {args.epochs} epochs, same settings", "",
              f"machine: {machine}; commit {git_commit()}; `python benchmarks/vs_recbole.py --epochs {args.epochs} "
-             f"--zoo {args.zoo} --seeds {args.seeds}`", "",
+             f"--zoo {args.zoo} --seeds {args.seeds}{' --variants ' + args.variants if args.variants else ''}` "
+             f"(runs from several invocations are merged by (model, seed); the seeds column counts them)", "",
              "Test metrics (mean ± std over seeds) at the best-valid epoch and at the last epoch; "
              "training time per epoch is the median over all epochs and seeds.", "",
              "| model | seeds | metric | epoch picked | RecBole | echorec | diff of means |",
