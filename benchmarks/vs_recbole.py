@@ -355,6 +355,10 @@ def zoo_study(args):
         rt = median([s for r in runs for s in r["recbole"]["epoch_seconds"]])
         ot = median([s for r in runs for s in r["echorec"]["epoch_seconds"]])
         times.append(f"| {model} | {rt:.1f} s | {ot:.1f} s | {ot / rt:.2f} |")
+    names = sorted({k.split("/", 2)[2] for k in done if k.count("/") == 2})
+    if names:
+        lines += ["", f"Rows \"with X\": echorec rerun with one training setting changed ({', '.join(names)}), "
+                  f"same seeds, to test whether that setting explains a gap (`--variants {','.join(names)}`)."]
     lines += ["", "| model | RecBole s/epoch | echorec s/epoch | ratio |", "| --- | ---: | ---: | ---: |", *times]
     text = "\n".join(lines) + "\n"
     print(text)
