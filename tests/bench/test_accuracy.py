@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from echorec.bench.accuracy import METRICS, Protocol, aggregate, collect, dataset_label, parse_seeds, run_study
+from echorec.bench.accuracy import (METRICS, Protocol, aggregate, collect, dataset_label, parse_seeds, read_csv,
+                                    run_study)
 from echorec.errors import EchorecError
 
 
@@ -30,8 +31,15 @@ def _line(md, model):
     return next(x for x in md.splitlines() if x.startswith(f"| {model} |"))
 
 
+SMALL = os.path.join(os.path.dirname(__file__), "data", "results_small.csv")  # the rows of _rows(), as a file
+
+
+def test_fixed_results_file_reads_back_as_the_rows():
+    assert read_csv(SMALL) == _rows()
+
+
 def test_aggregate_mean_std_bold_improvement_and_test():
-    md = aggregate(_rows())
+    md = aggregate(read_csv(SMALL))
     cells = [c.strip() for c in _line(md, "A").split("|")[1:-1]]
     head = [c.strip() for c in next(x for x in md.splitlines() if x.startswith("| model")).split("|")[1:-1]]
     a = dict(zip(head, cells))
