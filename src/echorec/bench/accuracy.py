@@ -305,6 +305,7 @@ def plot_curves(study: str, rows: list[dict]) -> list[str]:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return []
     written = []
@@ -319,6 +320,7 @@ def plot_curves(study: str, rows: list[dict]) -> list[str]:
                     h = list(csv.DictReader(f))
                 ax.plot([int(x["epoch"]) for x in h], [float(x["valid_ndcg@10"]) for x in h], color=color,
                         marker="o", ms=3, lw=1.2, label=m if j == 0 else None)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("valid NDCG@10")
         ax.set_title(f"{ds}: learning curves")
