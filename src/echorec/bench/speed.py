@@ -170,6 +170,7 @@ def plot(out: str, rows: list[dict]) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return
     for key, ylabel, name in (("train_ms_per_1000", "training ms per 1,000 samples", "speed_time.png"),
@@ -182,6 +183,9 @@ def plot(out: str, rows: list[dict]) -> None:
                 ax.plot(*zip(*pts), marker="o", label=m, lw=2 if m == "echomamba4rec" else 1.2)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        lengths = sorted({r["length"] for r in rows})
+        ax.set_xticks(lengths, [str(n) for n in lengths])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("sequence length L")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, which="both")
