@@ -228,6 +228,28 @@ def cmd_export(argv):
     print(export_torchscript(args.run, args.out, args.k))
 
 
+def _protocol_flags(p):
+    """The study protocol's fields as flags (shared by `bench accuracy` and `tune`, which must agree)."""
+    from dataclasses import fields
+
+    from echorec.bench.accuracy import Protocol
+
+    d = Protocol()
+    for f in fields(Protocol):
+        p.add_argument("--" + f.name.replace("_", "-"), default=getattr(d, f.name),
+                       help=f"(default: {getattr(d, f.name)}; one protocol per study folder)")
+
+
+def _protocol(args):
+    from dataclasses import fields
+
+    from echorec.bench.accuracy import Protocol
+
+    d = Protocol()
+    return Protocol(**{f.name: coerce(getattr(args, f.name), type(getattr(d, f.name)), "--" + f.name.replace("_", "-"))
+                       for f in fields(Protocol)})
+
+
 def cmd_bench(argv):
     if not argv or argv[0] not in ("accuracy", "speed"):
         raise EchorecError("echorec bench: use `bench accuracy ...` or `bench speed ...` (see --help of each)")
@@ -235,7 +257,7 @@ def cmd_bench(argv):
         from echorec.bench.speed import main as speed_main
 
         return speed_main(argv[1:])
-    from echorec.bench.accuracy import Protocol, parse_seeds, run_study
+    from echorec.bench.accuracy import parse_seeds, run_study
 
     p = _Parser(prog="echorec bench accuracy",
                 description="Train models x datasets x seeds under one protocol; write results.csv/.md and "
@@ -248,13 +270,9 @@ def cmd_bench(argv):
                    help="tuning trials per model and dataset before training (needs optuna; 0: the configs' "
                         "defaults, or settings already in OUT/tuned/)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per run (0: default)")
-    d = Protocol()
-    keys = ("epochs", "patience", "max_len", "batch_size", "lr", "exclude_history", "train_mode", "valid_metric")
-    for name in keys:
-        p.add_argument("--" + name.replace("_", "-"), default=getattr(d, name),
-                       help=f"(default: {getattr(d, name)})")
+    _protocol_flags(p)
     args = p.parse_args(argv[1:])
-    proto = Protocol(**{k: coerce(getattr(args, k), type(getattr(d, k)), "--" + k.replace("_", "-")) for k in keys})
+    proto = _protocol(args)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     datasets = [x.strip() for x in args.datasets.split(",") if x.strip()]
     seeds = parse_seeds(args.seeds)
@@ -268,8 +286,6 @@ def cmd_bench(argv):
 
 
 def cmd_tune(argv):
-    from echorec.bench.accuracy import Protocol
-
     p = _Parser(prog="echorec tune", description="A fixed-budget Optuna search (valid NDCG@10) per model and "
                 "dataset; the best settings are saved in OUT/tuned/ and reused by `bench accuracy --out OUT`.")
     p.add_argument("--models", required=True)
@@ -277,13 +293,9 @@ def cmd_tune(argv):
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--out", required=True, help="study folder")
     p.add_argument("--threads", type=int, default=0)
-    d = Protocol()
-    keys = ("epochs", "patience", "max_len", "batch_size", "lr", "exclude_history", "train_mode", "valid_metric")
-    for name in keys:
-        p.add_argument("--" + name.replace("_", "-"), default=getattr(d, name),
-                       help=f"(default: {getattr(d, name)}; must match the study's protocol)")
+    _protocol_flags(p)
     args = p.parse_args(argv)
-    proto = Protocol(**{k: coerce(getattr(args, k), type(getattr(d, k)), "--" + k.replace("_", "-")) for k in keys})
+    proto = _protocol(args)
     from echorec.bench.tune import tune_study
 
     tune_study(args.out, [m for m in args.models.split(",") if m], [x for x in args.datasets.split(",") if x],

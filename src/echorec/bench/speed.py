@@ -199,11 +199,9 @@ def main(argv=None):
     from echorec.errors import EchorecError
     from echorec.registry import model_names
 
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):  # one line, status 2, like every other user mistake
-            raise EchorecError(f"{self.prog}: {message}")
+    from echorec.cli import _Parser  # one-line errors, status 2, like every other command
 
-    p = Parser(prog="echorec bench speed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="echorec bench speed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default=",".join(model_names()))
     p.add_argument("--lengths", default="50,100,200,400,800")
     p.add_argument("--out", required=True)
