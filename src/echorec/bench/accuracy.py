@@ -18,6 +18,7 @@ seeds) can add cells to the same study.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import platform
@@ -279,9 +280,11 @@ def write_results(study: str, rows: list[dict], order: list[str] | None = None) 
 
     if not rows:
         return
-    fields = list(rows[0])
-    lines = [",".join(fields)] + [",".join(str(r[f]) for f in fields) for r in rows]
-    atomic_write_text(os.path.join(study, "results.csv"), "\n".join(lines) + "\n")
+    buf = io.StringIO()  # the csv module quotes a dataset label with a comma in it; read_csv reads it back
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(os.path.join(study, "results.csv"), buf.getvalue())
     with open(os.path.join(study, "study.json")) as f:
         info = json.load(f)
     p = info["protocol"]
