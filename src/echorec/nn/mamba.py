@@ -15,9 +15,40 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from echorec.nn.ssm import scan_time_major
+from echorec.nn import _kernels
+from echorec.nn.ssm import pick_backend, scan_time_major
 
 PAD_DELTA = -1e4
+
+
+class _CausalConvSiLU(torch.autograd.Function):
+    """silu(causal depthwise conv1d(x)) on (B, L, d) memory, in the numba kernels (CPU)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        k = _kernels.numba_scan
+        k.set_threads(torch.get_num_threads())
+        x_ = x.detach().float()
+        wT = weight.detach().float()[:, 0, :].t().contiguous()  # (d_conv, d): taps outer, channels inner
+        b_ = bias.detach().float().contiguous() if bias is not None else x_.new_zeros(x.shape[-1])
+        out = x_.new_empty(x.shape)  # (B, L, d)
+        k.kernel("conv_fwd")(x_.numpy(), wT.numpy(), b_.numpy(), out.numpy())
+        ctx.save_for_backward(x_, wT, b_)
+        ctx.has_bias = bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, gout):
+        k = _kernels.numba_scan
+        k.set_threads(torch.get_num_threads())
+        x, wT, b_ = ctx.saved_tensors
+        B, _, d = x.shape
+        gx = x.new_empty(x.shape)
+        gw_b, gbias_b = x.new_empty(B, wT.shape[0], d), x.new_empty(B, d)  # per batch row: no write races
+        k.kernel("conv_bwd")(x.numpy(), wT.numpy(), b_.numpy(), gout.float().numpy(), gx.numpy(), gw_b.numpy(),
+                             gbias_b.numpy())
+        gw = gw_b.sum(0).t()[:, None, :].contiguous()  # (d, 1, d_conv), the Conv1d weight's shape
+        return gx, gw, gbias_b.sum(0) if ctx.has_bias else None
 
 
 class Mamba(nn.Module):
@@ -62,17 +93,23 @@ class Mamba(nn.Module):
         if mask is not None:
             xi = xi * mask[..., None].to(xi.dtype)
         conv_in = xi.transpose(1, 2)  # (B, d_inner, L)
-        # Causal depthwise conv: pad d_conv - 1 zeros on the left, so the output is exactly L long.
-        xc = F.silu(F.conv1d(F.pad(conv_in, (self.d_conv - 1, 0)), self.conv1d.weight, self.conv1d.bias,
-                             groups=self.d_inner))  # (B, d_inner, L)
-        delta, Bm, Cm = self._ssm_params(xc.transpose(1, 2))
+        # From here on every (B, L, d_inner) tensor keeps (B, L, d_inner) memory: x_proj, the scan (it
+        # reads strided views) and out_proj then need no copies.
+        if (self.backend or pick_backend(x)) == "numba" and x.device.type == "cpu":
+            xc = _CausalConvSiLU.apply(xi, self.conv1d.weight, self.conv1d.bias)  # (B, L, d_inner)
+        else:
+            # Causal depthwise conv: pad d_conv - 1 zeros on the left, so the output is exactly L long.
+            xc = F.silu(F.conv1d(F.pad(conv_in, (self.d_conv - 1, 0)), self.conv1d.weight, self.conv1d.bias,
+                                 groups=self.d_inner))  # (B, d_inner, L)
+            xc = xc.transpose(1, 2).contiguous()  # (B, L, d_inner)
+        delta, Bm, Cm = self._ssm_params(xc)
         if mask is not None:
             # softplus(-1e4) is exactly 0 in float32: dt = 0 at padding, so the state passes through
             # unchanged (a finite value, not -inf: the fastmath kernels assume no infinities).
             delta = delta.masked_fill(~mask[..., None], PAD_DELTA)
         A = -torch.exp(self.A_log.float())
-        y, h = scan_time_major(xc, delta.transpose(1, 2), A, Bm, Cm, self.D, z.transpose(1, 2),
-                               delta_softplus=True, backend=self.backend)
+        y, h = scan_time_major(xc.transpose(1, 2), delta.transpose(1, 2), A, Bm, Cm, self.D, z.transpose(1, 2),
+                               delta_softplus=True, backend=self.backend)  # y (B, d_inner, L) view
         out = self.out_proj(y.transpose(1, 2).to(x.dtype))  # (B, L, d_model)
         if return_state:
             tail = F.pad(conv_in, (self.d_conv - 1, 0))[..., -(self.d_conv - 1):] if self.d_conv > 1 else conv_in[..., :0]

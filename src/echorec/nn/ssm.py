@@ -12,7 +12,8 @@ default); `return_last_state` also returns h_L.
 
 Backends (the choice is logged once; `backend=` forces one):
   "mamba_ssm"  fused CUDA kernels, for CUDA tensors when mamba_ssm is installed (no initial_state)
-  "numba"      our CPU kernels (_scan_cpu.py): parallel over (batch, dim), O(L) memory, own backward
+  "numba"      our fused CPU kernels (_scan_cpu.py): softplus, scan, D skip and gate in one pass,
+               time-chunked, O(L) memory, own backward
   "torch"      the recurrence in plain torch ops, any device, autograd through the loop
   "ref"        `selective_scan_ref`: a sequential fp32 loop, the test oracle
 """
@@ -91,35 +92,62 @@ def _scan_torch(u, dt, A, B, C, h0):
 
 
 class _NumbaScan(torch.autograd.Function):
-    """(u, dt, A, Bt, Ct, h0) -> (y, h_last) with the numba forward and hand-written backward.
-    Bt, Ct are time-major (b, L, N)."""
+    """The whole scan (softplus, recurrence, D skip, SiLU(z) gate) in the fused numba kernels, with
+    their hand-written backward. u, delta, z (b, d, L) and Bt, Ct (b, L, N) may be strided views: the
+    kernels read any layout. Outputs and gradients take the memory layout of their inputs (y that of
+    delta), so a block that keeps (b, L, d) memory never transposes."""
 
     @staticmethod
-    def forward(ctx, u, dt, A, Bt, Ct, h0):
+    def forward(ctx, u, delta, A, Bt, Ct, D, z, delta_bias, h0, softplus: bool):
         k = _kernels.numba_scan
         k.set_threads(torch.get_num_threads())
-        u, dt, A, Bt, Ct, h0 = (t.detach().float().contiguous() for t in (u, dt, A, Bt, Ct, h0))
-        y = torch.empty_like(u)
-        h_last = torch.empty_like(h0)
-        k.scan_fwd(u.numpy(), dt.numpy(), A.numpy(), Bt.numpy(), Ct.numpy(), h0.numpy(), y.numpy(), h_last.numpy(),
-                   8 * torch.get_num_threads())
-        ctx.save_for_backward(u, dt, A, Bt, Ct, h0)
+        b, d, L = u.shape
+        N = A.shape[1]
+        f32 = lambda t: t.detach().float()  # noqa: E731  (a no-op for float32 tensors: views stay views)
+        u_, delta_, Bt_, Ct_ = f32(u), f32(delta), f32(Bt), f32(Ct)
+        A_ = f32(A).contiguous()
+        zeros_d = u_.new_zeros(d)
+        D_ = zeros_d if D is None else f32(D).contiguous()
+        bias_ = zeros_d if delta_bias is None else f32(delta_bias).contiguous()
+        z_ = u_ if z is None else f32(z)  # placeholder when there is no gate (flag off: never read)
+        h0_ = u_.new_zeros(b, d, N) if h0 is None else f32(h0).contiguous()
+        save = any(ctx.needs_input_grad)
+        n_chunks = -(-L // k.CHUNK)
+        hck = u_.new_empty(b, n_chunks, d, N) if save else u_.new_empty(1, 1, 1, 1)  # (b, L/T, d, N)
+        y = torch.empty_like(delta_)
+        h_last = u_.new_empty(b, d, N)
+        flags = (k.SOFTPLUS if softplus else 0) | (0 if z is None else k.HAS_Z) | (k.SAVE if save else 0)
+        # split channels into groups only when the batch alone cannot keep every thread busy
+        threads = torch.get_num_threads()
+        groups = 1 if b >= 2 * threads else min(d, -(-2 * threads // b))
+        k.kernel("fwd")(u_.numpy(), delta_.numpy(), bias_.numpy(), A_.numpy(), Bt_.numpy(), Ct_.numpy(),
+                        D_.numpy(), z_.numpy(), h0_.numpy(), y.numpy(), h_last.numpy(), hck.numpy(), k.CHUNK,
+                        flags, groups)
+        ctx.save_for_backward(u_, delta_, bias_, A_, Bt_, Ct_, D_, z_, hck)
+        ctx.flags = flags
+        ctx.given = (D is not None, z is not None, delta_bias is not None, h0 is not None)
         return y, h_last
 
     @staticmethod
     def backward(ctx, gy, gh_last):
         k = _kernels.numba_scan
         k.set_threads(torch.get_num_threads())
-        u, dt, A, Bt, Ct, h0 = ctx.saved_tensors
-        gy = torch.zeros_like(u) if gy is None else gy.float().contiguous()
-        gh_last = torch.zeros_like(h0) if gh_last is None else gh_last.float().contiguous()
-        gu, gdt = torch.empty_like(u), torch.empty_like(dt)
-        gA_b = u.new_empty(u.shape[0], *A.shape)  # (b, d, N), per batch row: no write races
-        gBt, gCt = torch.zeros_like(Bt), torch.zeros_like(Ct)
-        gh0 = torch.empty_like(h0)
-        k.scan_bwd(u.numpy(), dt.numpy(), A.numpy(), Bt.numpy(), Ct.numpy(), h0.numpy(), gy.numpy(),
-                   gh_last.numpy(), gu.numpy(), gdt.numpy(), gA_b.numpy(), gBt.numpy(), gCt.numpy(), gh0.numpy())
-        return gu, gdt, gA_b.sum(0), gBt, gCt, gh0
+        u, delta, bias, A, Bt, Ct, D, z, hck = ctx.saved_tensors
+        b, d, L = u.shape
+        N = A.shape[1]
+        gy = torch.zeros_like(u) if gy is None else gy.float()
+        gh_last = u.new_zeros(b, d, N) if gh_last is None else gh_last.float().contiguous()
+        gu, gdelta = torch.empty_like(u), torch.empty_like(delta)
+        gz = torch.empty_like(z) if ctx.given[1] else u.new_empty(1, 1, 1)
+        gA_b, gD_b, gbias_b = u.new_empty(b, d, N), u.new_empty(b, d), u.new_empty(b, d)  # per batch row
+        gBt, gCt, gh0 = torch.empty_like(Bt), torch.empty_like(Ct), u.new_empty(b, d, N)
+        k.kernel("bwd")(u.numpy(), delta.numpy(), bias.numpy(), A.numpy(), Bt.numpy(), Ct.numpy(), D.numpy(),
+                        z.numpy(), hck.numpy(), gy.numpy(), gh_last.numpy(), k.CHUNK, ctx.flags,
+                        gu.numpy(), gdelta.numpy(), gz.numpy(), gA_b.numpy(), gD_b.numpy(), gbias_b.numpy(),
+                        gBt.numpy(), gCt.numpy(), gh0.numpy())
+        has_D, has_z, has_bias, has_h0 = ctx.given
+        return (gu, gdelta, gA_b.sum(0), gBt, gCt, gD_b.sum(0) if has_D else None, gz if has_z else None,
+                gbias_b.sum(0) if has_bias else None, gh0 if has_h0 else None, None)
 
 
 def scan_time_major(u, delta, A, Bt, Ct, D=None, z=None, delta_bias=None, delta_softplus=False,
@@ -132,12 +160,7 @@ def scan_time_major(u, delta, A, Bt, Ct, D=None, z=None, delta_bias=None, delta_
             raise RuntimeError(_kernels.missing("numba"))
         if u.device.type != "cpu":
             raise ValueError("the numba backend runs on CPU tensors only")
-        b, d, _ = u.shape
-        uf = u.float()
-        dt = _prepare_delta(delta.float(), None if delta_bias is None else delta_bias.float(), delta_softplus)
-        h0 = uf.new_zeros(b, d, A.shape[1]) if initial_state is None else initial_state.float()
-        y, h = _NumbaScan.apply(uf, dt, A.float(), Bt.float(), Ct.float(), h0)
-        y = _finish(y, uf, None if D is None else D.float(), None if z is None else z.float())
+        y, h = _NumbaScan.apply(u, delta, A, Bt, Ct, D, z, delta_bias, initial_state, bool(delta_softplus))
         return y.to(u.dtype), h
     B, C = Bt.transpose(1, 2), Ct.transpose(1, 2)
     if backend == "mamba_ssm":
