@@ -134,3 +134,13 @@ def test_data_info_and_models(inter_file, capsys):
     assert "users         80" in out and "interactions" in out
     assert main(["models"]) == 0
     assert "sasrec" in capsys.readouterr().out
+
+
+def test_model_flags_are_not_taken_for_prefixes_of_other_flags(tmp_path, seq_file):
+    # BSARec's --c was once read as an abbreviation of --config ("5: no such file").
+    out = str(tmp_path / "bsa")
+    rc = main(["train", "--model", "bsarec", "--dataset", seq_file, "--out", out, "--hidden", "16", "--max-len", "10",
+               "--epochs", "1", "--progress", "false", "--c", "2", "--alpha", "0.7"])
+    assert rc == 0
+    cfg = json.load(open(os.path.join(out, "config.json")))
+    assert cfg["model_cfg"]["c"] == 2 and cfg["model_cfg"]["alpha"] == 0.7

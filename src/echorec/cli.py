@@ -20,6 +20,12 @@ SECTIONS = (("data", DataConfig), ("train", TrainConfig), ("eval", EvalConfig))
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        # No prefix matching: model flags are only known after a first pass, and in that pass a
+        # model flag such as BSARec's --c would silently match --config.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # one line, status 2, like every other user mistake
         raise EchorecError(f"{self.prog}: {message}")
 
