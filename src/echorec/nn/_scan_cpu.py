@@ -390,28 +390,37 @@ def _bwd(u, delta, bias, A, Bm, Cm, Dv, z, hck, gout, gh_last, T, flags,
 # pad copy, two transposes and the SiLU's temporaries, each a full-size tensor both ways.
 
 
+@numba.njit(inline="always", **_jit)
+def _conv_step(x, wT, bias, b, t, s, sg, frac, bits):
+    """One time step of the conv, shared by forward and backward: s[d] = the pre-activation,
+    sg[d] = sigmoid(s[d]) (so silu = s * sg)."""
+    nd = s.shape[0]
+    K = wT.shape[0]
+    for d in range(nd):
+        s[d] = bias[d]
+    for j in range(K):
+        tt = t - (K - 1) + j
+        if tt >= 0:
+            for d in range(nd):
+                s[d] += wT[j, d] * x[b, tt, d]
+    _sigmoid_parts(s, sg, frac, bits, nd)  # sg = exp(-|s|) for now
+    for d in range(nd):
+        g = F1 / (F1 + sg[d])
+        sg[d] = g if s[d] >= F0 else F1 - g
+
+
 def _conv_fwd(x, wT, bias, out):
     """out[b, t, d] = silu(bias[d] + sum_j wT[j, d] * x[b, t - (K-1) + j, d]); x any strides, out (B, L, D)."""
     nb, L, nd = x.shape
-    K = wT.shape[0]
     for b in prange(nb):
         s = np.empty(nd, dtype=np.float32)
         e = np.empty(nd, dtype=np.float32)
         frac = np.empty(nd, dtype=np.float32)
         bits = np.empty(nd, dtype=np.int32)
         for t in range(L):
+            _conv_step(x, wT, bias, b, t, s, e, frac, bits)
             for d in range(nd):
-                s[d] = bias[d]
-            for j in range(K):
-                tt = t - (K - 1) + j
-                if tt >= 0:
-                    for d in range(nd):
-                        s[d] += wT[j, d] * x[b, tt, d]
-            _sigmoid_parts(s, e, frac, bits, nd)
-            for d in range(nd):
-                sg = F1 / (F1 + e[d])
-                sg = sg if s[d] >= F0 else F1 - sg
-                out[b, t, d] = s[d] * sg
+                out[b, t, d] = s[d] * e[d]
 
 
 def _conv_bwd(x, wT, bias, gout, gx, gw_b, gbias_b):
@@ -428,17 +437,9 @@ def _conv_bwd(x, wT, bias, gout, gx, gw_b, gbias_b):
         gw = np.zeros((K, nd), dtype=np.float32)
         gbias = np.zeros(nd, dtype=np.float32)
         for t in range(L):
+            _conv_step(x, wT, bias, b, t, s, e, frac, bits)
             for d in range(nd):
-                s[d] = bias[d]
-            for j in range(K):
-                tt = t - (K - 1) + j
-                if tt >= 0:
-                    for d in range(nd):
-                        s[d] += wT[j, d] * x[b, tt, d]
-            _sigmoid_parts(s, e, frac, bits, nd)
-            for d in range(nd):
-                sg = F1 / (F1 + e[d])
-                sg = sg if s[d] >= F0 else F1 - sg
+                sg = e[d]
                 g = gout[b, t, d] * sg * (F1 + s[d] * (F1 - sg))  # d silu(s) / ds
                 gs[t, d] = g
                 gbias[d] += g
