@@ -57,7 +57,7 @@ CHUNK = 64
 
 # error_model="numpy": Python's model checks every float division for a zero divisor (to raise
 # ZeroDivisionError), and that early exit stops LLVM vectorising any loop with a division: the softplus
-# loop, timed alone,, took 2.4 ns per element instead of 0.7. No divisor here can be zero (all are 1 + e or
+# loop, timed alone, took 2.4 ns per element instead of 0.7. No divisor here can be zero (all are 1 + e or
 # 2 + e with e >= 0).
 _jit = dict(fastmath=True, cache=True, nogil=True, error_model="numpy")
 
