@@ -35,7 +35,6 @@ is contiguous.
 
 from __future__ import annotations
 
-import math
 
 import numba
 import numpy as np
