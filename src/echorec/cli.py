@@ -17,6 +17,9 @@ from echorec.config import (DataConfig, EvalConfig, RunConfig, TrainConfig, coer
 from echorec.errors import EchorecError
 
 SECTIONS = (("data", DataConfig), ("train", TrainConfig), ("eval", EvalConfig))
+# Settings a resumed run may change: how long it goes on and how it runs, never what it computes
+# (an interrupted run resumed with the same settings is bit-identical to an uninterrupted one).
+RESUME_MAY_CHANGE = {"train.epochs", "train.patience", "train.threads", "train.progress", "train.checkpoint_every"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,7 +106,8 @@ def cmd_train(argv):
     p.add_argument("--out", required=not known.resume, help="run folder to write (config, weights, metrics, history)")
     p.add_argument("--config", default=None, help="JSON file with data/train/eval/model_cfg sections")
     p.add_argument("--resume", default=None, metavar="DIR",
-                   help="continue the interrupted run in DIR from its last checkpoint (same config)")
+                   help="continue the run in DIR from its last checkpoint (same config; --epochs and --patience "
+                        "may be raised to train on)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     _add_config_flags(p, model_cls)
     args = vars(p.parse_args(argv))
@@ -117,7 +121,7 @@ def cmd_train(argv):
             raise EchorecError("--resume DIR continues in DIR; drop --out")
         saved, asked = run_config_to_dict(run_config_from_dict(base)), run_config_to_dict(rc)
         diff = [f"{sec}.{k}" for sec in saved if isinstance(saved[sec], dict)
-                for k in saved[sec] if saved[sec][k] != asked[sec].get(k)]
+                for k in saved[sec] if saved[sec][k] != asked[sec].get(k) and f"{sec}.{k}" not in RESUME_MAY_CHANGE]
         if saved["model"] != asked["model"]:
             diff.insert(0, "model")
         if diff:

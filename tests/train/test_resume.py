@@ -75,6 +75,43 @@ def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(tmp_path, data):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_resume_with_more_epochs_equals_the_longer_run(tmp_path, data, capsys):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    base = ["train", "--dataset", data, *ARGS[:-6]]  # ARGS less --epochs 3 ... --patience 0
+    assert main([*base, "--out", a, "--epochs", "3", "--patience", "0"]) == 0
+    assert main([*base, "--out", b, "--epochs", "2", "--patience", "0"]) == 0
+    assert json.load(open(os.path.join(b, "metrics.json")))["epochs_run"] == 2
+    assert main(["train", "--resume", b, "--epochs", "3", "--threads", "1"]) == 0  # threads: how, not what
+    assert "resuming" in capsys.readouterr().err
+    ma, mb = (json.load(open(os.path.join(x, "metrics.json"))) for x in (a, b))
+    assert mb["epochs_run"] == 3 and ma["test"] == mb["test"] and ma["best_epoch"] == mb["best_epoch"]
+    wa, wb = (ck.load_weights(os.path.join(x, "model.safetensors")) for x in (a, b))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert json.load(open(os.path.join(b, "config.json")))["train"]["epochs"] == 3  # the folder rebuilds the run
+
+
+def test_resume_with_higher_patience_trains_on_after_an_early_stop(tmp_path, data, monkeypatch, capsys):
+    from echorec.train import loop as tl
+
+    out = str(tmp_path / "p")
+    # Valid scores in call order: epochs 1-3, the final evaluations of the first two invocations
+    # (0.0), then epochs 4-6: best at epoch 1, then at 4.
+    scores = iter([0.5, 0.4, 0.3, 0.0, 0.0, 0.6, 0.2, 0.1])
+
+    def fake_eval(model, split, which, *a, **k):
+        return {"ndcg@10": next(scores, 0.0) if which == "valid" else 0.0, "hit@10": 0.0}
+
+    monkeypatch.setattr(tl, "evaluate", fake_eval)
+    base = ["train", "--dataset", data, *ARGS[:-6], "--epochs", "6", "--valid-metric", "ndcg@10"]
+    assert main([*base, "--out", out, "--patience", "2"]) == 0
+    assert json.load(open(os.path.join(out, "metrics.json")))["epochs_run"] == 3  # stopped: 2 epochs without gain
+    assert main(["train", "--resume", out, "--patience", "2"]) == 0  # same patience: still stopped
+    assert json.load(open(os.path.join(out, "metrics.json")))["epochs_run"] == 3
+    assert main(["train", "--resume", out, "--patience", "3"]) == 0
+    m = json.load(open(os.path.join(out, "metrics.json")))
+    assert m["epochs_run"] == 6 and m["best_epoch"] == 4
+
+
 def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     path = str(tmp_path / "w.safetensors")
     ck.save_weights(path, {"x": torch.ones(3)})

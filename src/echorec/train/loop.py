@@ -28,7 +28,7 @@ from echorec.errors import EchorecError
 from echorec.eval.evaluate import evaluate
 from echorec.models.base import SequentialRecommender
 from echorec.registry import build_model, get_model_class
-from echorec.train.checkpoint import atomic_write_text, save_weights
+from echorec.train.checkpoint import atomic_write_text, read_json, save_weights
 
 
 def log(msg: str) -> None:
@@ -173,6 +173,9 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
             if f"cuda{i}" in c["rng"]:
                 torch.cuda.set_rng_state(c["rng"][f"cuda{i}"], i)
         loop = c["loop"]
+        # The patience may have been raised on resume (to train on after an early stop): judge the
+        # stop again with the current setting, as if the run had used it from the start.
+        loop["done"] = bool(t.patience and loop["bad"] >= t.patience)
         if loop["best_epoch"]:
             best_state = load_weights(os.path.join(out, "model.safetensors"))
         say(f"[echorec] resuming {out} at epoch {loop['epoch']}, step {loop['step']}")
@@ -319,6 +322,8 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
         return {"valid": res.valid, "test": res.test}
     os.makedirs(out, exist_ok=True)
     if resume:
+        cfg = read_json(os.path.join(out, "config.json"))  # keep its meta; epochs/patience may have changed
+        save_json(os.path.join(out, "config.json"), {**run_config_to_dict(rc), "meta": cfg.get("meta", {})})
         res = train_model(rc, split, out, quiet, resume=True)
         return _finish_run(rc, out, res)
     for f in existing:  # --overwrite: no stale file of the old run may outlive the new one
