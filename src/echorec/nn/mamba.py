@@ -88,8 +88,13 @@ class Mamba(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_state: bool = False):
         """x (B, L, d_model), mask (B, L) bool (True = real token) -> (B, L, d_model)."""
         B, L, _ = x.shape
-        xz = self.in_proj(x)  # (B, L, 2 * d_inner)
-        xi, z = xz.chunk(2, dim=-1)
+        # in_proj as two products with halves of its weight, not one product then chunk: each half comes
+        # out contiguous (the conv and scan kernels read it faster), and the backward sums two input
+        # gradients instead of concatenating two (B, L, d_inner) gradients (one layer at L = 800: -6%).
+        W, bias = self.in_proj.weight, self.in_proj.bias
+        di = self.d_inner
+        xi = F.linear(x, W[:di], None if bias is None else bias[:di])  # (B, L, d_inner)
+        z = F.linear(x, W[di:], None if bias is None else bias[di:])  # (B, L, d_inner)
         if mask is not None:
             xi = xi * mask[..., None].to(xi.dtype)
         conv_in = xi.transpose(1, 2)  # (B, d_inner, L)
