@@ -28,7 +28,7 @@ class _CausalConvSiLU(torch.autograd.Function):
     def forward(ctx, x, weight, bias):
         k = _kernels.numba_scan
         k.set_threads(torch.get_num_threads())
-        x_ = x.detach().float()
+        x_ = x.detach().float().contiguous()  # the kernels take C-contiguous (B, L, d)
         wT = weight.detach().float()[:, 0, :].t().contiguous()  # (d_conv, d): taps outer, channels inner
         b_ = bias.detach().float().contiguous() if bias is not None else x_.new_zeros(x.shape[-1])
         out = x_.new_empty(x.shape)  # (B, L, d)
@@ -45,7 +45,7 @@ class _CausalConvSiLU(torch.autograd.Function):
         B, _, d = x.shape
         gx = x.new_empty(x.shape)
         gw_b, gbias_b = x.new_empty(B, wT.shape[0], d), x.new_empty(B, d)  # per batch row: no write races
-        k.kernel("conv_bwd")(x.numpy(), wT.numpy(), b_.numpy(), gout.float().numpy(), gx.numpy(), gw_b.numpy(),
+        k.kernel("conv_bwd")(x.numpy(), wT.numpy(), b_.numpy(), gout.float().contiguous().numpy(), gx.numpy(), gw_b.numpy(),
                              gbias_b.numpy())
         gw = gw_b.sum(0).t()[:, None, :].contiguous()  # (d, 1, d_conv), the Conv1d weight's shape
         return gx, gw, gbias_b.sum(0) if ctx.has_bias else None
@@ -89,7 +89,7 @@ class Mamba(nn.Module):
         """x (B, L, d_model), mask (B, L) bool (True = real token) -> (B, L, d_model)."""
         B, L, _ = x.shape
         # in_proj as two products with halves of its weight, not one product then chunk: each half comes
-        # out contiguous (the conv and scan kernels read it faster), and the backward sums two input
+        # out contiguous (the conv kernels are typed for that), and the backward sums two input
         # gradients instead of concatenating two (B, L, d_inner) gradients (one layer at L = 800: -6%).
         W, bias = self.in_proj.weight, self.in_proj.bias
         di = self.d_inner
