@@ -28,7 +28,7 @@ class DataConfig:
     min_rating: float | None = None  # keep interactions with rating >= this (None: keep all)
     kcore: int = 0  # iterative user/item k-core filter; 0 = off (RecBole's default)
     max_len: int = 50  # most recent items a model sees
-    train_mode: str = "prefix"  # prefix: every prefix is a sample | all: every position predicts
+    train_mode: str = "prefix"  # prefix: every prefix is a sample | all: every position predicts | bsarec: BSARec's set (empty prefix too)
 
 
 @dataclass

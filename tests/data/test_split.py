@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from echorec.data.preprocess import SeqData
-from echorec.data.split import BatchIterator, gather, leave_one_out, prefix_samples, window_samples
+from echorec.data.split import BatchIterator, bsarec_samples, gather, leave_one_out, prefix_samples, window_samples
 
 
 def tiny():
@@ -28,6 +28,39 @@ def test_prefix_augmentation():
     start, end = prefix_samples(s.starts, s.train_end)
     samples = [(s.items[a:b].tolist(), int(s.items[b])) for a, b in zip(start, end)]
     assert samples == [([1], 2), ([1, 2], 3), ([6], 7)]
+
+
+def naive_bsarec(seqs, max_len):
+    """BSARec's dataset.py, written out: the last max_len items before the valid/test pair, every prefix."""
+    out = []
+    for seq in seqs:
+        window = seq[-(max_len + 2):-2]
+        out += [(window[:i], window[i]) for i in range(len(window))]
+    return out
+
+
+def test_bsarec_samples_match_the_official_construction():
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(1, 50, size=n).tolist() for n in (3, 4, 5, 9, 12, 30)]
+    offsets = np.concatenate([[0], np.cumsum([len(q) for q in seqs])])
+    data = SeqData(np.concatenate(seqs), offsets, np.array([str(i) for i in range(1, 50)]),
+                   np.array([str(u) for u in range(len(seqs))]))
+    s = leave_one_out(data)
+    for max_len in (4, 8, 50):
+        start, end = bsarec_samples(s.starts, s.train_end, max_len)
+        ours = [(s.items[a:b].tolist(), int(s.items[b])) for a, b in zip(start, end)]
+        assert ours == naive_bsarec(seqs, max_len)
+    assert ([], seqs[0][0]) in ours  # the empty history is a sample
+
+
+def test_a_batch_of_empty_histories_is_one_wide_and_all_padding():
+    s = leave_one_out(tiny())
+    start, end = bsarec_samples(s.starts, s.train_end, 50)
+    empty = torch.from_numpy(np.flatnonzero(end == start))
+    it = BatchIterator(s, start, end, max_len=50, batch_size=8)
+    b = it.make(empty)
+    assert b.seq.shape == (len(empty), 1) and not b.seq.any()
+    assert b.target.tolist() == [1, 6, 2]  # each user's first item
 
 
 def test_window_samples_cover_every_target_once():

@@ -49,6 +49,29 @@ def test_gradient_reaches_every_parameter(name):
 
 
 @pytest.mark.parametrize("name", model_names())
+def test_empty_histories_train_and_score(name):
+    """--train-mode bsarec has "no history" samples: all-padding rows, alone (width 1) or among others.
+    They must give finite losses and gradients, one learned score vector whatever their width, and not
+    change their batch mates' scores."""
+    m = make(name)
+    s = seqs()
+    s[1] = 0  # an empty history among real ones
+    loss = m.loss(Batch(s, target=torch.randint(1, N_ITEMS + 1, (4,))))
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+    m.zero_grad()
+    one_wide = torch.zeros(3, 1, dtype=torch.long)
+    loss = m.loss(Batch(one_wide, target=torch.tensor([1, 2, 3])))
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+    m.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(m.predict(s)[1], m.predict(one_wide)[0], atol=1e-5, rtol=1e-5)
+        real = m.predict(seqs())
+        torch.testing.assert_close(m.predict(s)[[0, 2, 3]], real[[0, 2, 3]], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", model_names())
 def test_scores_do_not_depend_on_batch_mates(name):
     m = make(name).eval()
     s = seqs()

@@ -1,4 +1,4 @@
-"""Leave-one-out split, training samples (prefix | all) and vectorised, length-bucketed batching.
+"""Leave-one-out split, training samples (prefix | all | bsarec) and vectorised, length-bucketed batching.
 
 Every sample is a (start, end) pair of absolute indices into the CSR `items` array: the input is
 `items[max(start, end - L):end]`, left-padded with 0 to the batch's width. Batches are built by one
@@ -56,7 +56,9 @@ class Split:
             return prefix_samples(self.starts, self.train_end)
         if mode == "all":
             return window_samples(self.starts, self.train_end, max_len)
-        raise EchorecError(f"unknown train_mode {mode!r}; use prefix or all")
+        if mode == "bsarec":
+            return bsarec_samples(self.starts, self.train_end, max_len)
+        raise EchorecError(f"unknown train_mode {mode!r}; use prefix, all or bsarec")
 
 
 def leave_one_out(data: SeqData) -> Split:
@@ -77,6 +79,20 @@ def prefix_samples(starts: np.ndarray, train_end: np.ndarray) -> tuple[np.ndarra
     first = np.cumsum(n_per_user) - n_per_user
     k = np.arange(n_per_user.sum()) - np.repeat(first, n_per_user)
     return starts[user], starts[user] + 1 + k
+
+
+def bsarec_samples(starts: np.ndarray, train_end: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training set of BSARec's official code (its dataset.py): over the last max_len items of each
+    training part, every prefix of that window is a sample, the empty one included: inputs items[w:e],
+    target items[e], w <= e < train_end, w = max(start, train_end - max_len). Against `prefix_samples`
+    it adds one "no history" sample per user (it teaches a popularity prior) and, for users with more
+    than max_len training items, drops the earlier targets."""
+    w = np.maximum(starts, train_end - max_len)
+    n_per_user = np.maximum(train_end - w, 0)
+    user = np.repeat(np.arange(len(starts)), n_per_user)
+    first = np.cumsum(n_per_user) - n_per_user
+    k = np.arange(n_per_user.sum()) - np.repeat(first, n_per_user)
+    return w[user], w[user] + k
 
 
 def window_samples(starts: np.ndarray, train_end: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +162,7 @@ class BatchIterator:
 
     def make(self, idx: torch.Tensor) -> Batch:
         s, e = self.start[idx], self.end[idx]
-        width = int(self.lengths[idx].max())
+        width = max(int(self.lengths[idx].max()), 1)  # a batch of empty histories (bsarec mode) is 1 wide
         seq = gather(self.items, s, e, width)
         if self.mode == "all":
             return Batch(seq, targets=gather(self.items, s, e, width, shift=1))

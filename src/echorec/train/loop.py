@@ -104,8 +104,8 @@ def _check_mode(rc: RunConfig, model) -> None:
         raise EchorecError(
             f"--train-mode all needs a causal model; {rc.model} sees the whole sequence, so use --train-mode prefix"
         )
-    if rc.data.train_mode not in ("prefix", "all"):
-        raise EchorecError(f"--train-mode {rc.data.train_mode!r}: use prefix or all")
+    if rc.data.train_mode not in ("prefix", "all", "bsarec"):
+        raise EchorecError(f"--train-mode {rc.data.train_mode!r}: use prefix, all or bsarec")
 
 
 def _metric_key(e) -> str:
