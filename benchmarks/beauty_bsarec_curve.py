@@ -56,13 +56,13 @@ def main():
               f"{OFFICIAL_TEST['ndcg@10']:.4f} | — |"]
     for name, run, c in zip(names, runs, curves):
         mpath = os.path.join(run, "metrics.json")
-        if os.path.exists(mpath):
-            m = json.load(open(mpath))
+        m = json.load(open(mpath)) if os.path.exists(mpath) else None
+        if m and m["epochs_run"] == len(c):  # else the metrics are of an earlier, shorter leg of a resumed run
             t = m["test"]
             lines.append(f"| {name} | {max(c):.4f} ({m['best_epoch']} of {m['epochs_run']}) | {t['hit@10']:.4f} | "
                          f"{t['ndcg@10']:.4f} | {m['seconds_per_epoch']:.1f} |")
         else:
-            lines.append(f"| {name} | {max(c):.4f} (running, {len(c)} epochs so far) | — | — | — |")
+            lines.append(f"| {name} | {max(c):.4f} (stopped by hand or running: {len(c)} epochs) | — | — | — |")
     if args.note:
         lines += ["", args.note]
     text = "\n".join(lines) + "\n"

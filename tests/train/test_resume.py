@@ -88,6 +88,10 @@ def test_resume_with_more_epochs_equals_the_longer_run(tmp_path, data, capsys):
     wa, wb = (ck.load_weights(os.path.join(x, "model.safetensors")) for x in (a, b))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert json.load(open(os.path.join(b, "config.json")))["train"]["epochs"] == 3  # the folder rebuilds the run
+    before = open(os.path.join(b, "config.json")).read()
+    assert main(["train", "--resume", b, "--epochs", "2"]) == 2  # fewer than already trained: refused
+    assert "already trained 3 epochs" in capsys.readouterr().err
+    assert open(os.path.join(b, "config.json")).read() == before  # and nothing rewritten
 
 
 def test_resume_with_higher_patience_trains_on_after_an_early_stop(tmp_path, data, monkeypatch, capsys):

@@ -90,6 +90,17 @@ def save_checkpoint(path: str, model, optimizer, loop: dict, config: dict) -> No
     save_weights(path, tensors, metadata=meta)
 
 
+def checkpoint_loop(path: str) -> dict | None:
+    """The loop position stored in a training checkpoint (metadata only, no tensors read); None if absent."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            return json.loads((f.metadata() or {})["loop"])
+    except Exception:
+        return None  # missing or unreadable: load_checkpoint gives the precise error
+
+
 def load_checkpoint(path: str) -> dict:
     from safetensors import safe_open
 

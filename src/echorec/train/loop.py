@@ -28,7 +28,7 @@ from echorec.errors import EchorecError
 from echorec.eval.evaluate import evaluate
 from echorec.models.base import SequentialRecommender
 from echorec.registry import build_model, get_model_class
-from echorec.train.checkpoint import atomic_write_text, read_json, save_weights
+from echorec.train.checkpoint import atomic_write_text, checkpoint_loop, read_json, save_weights
 
 
 def log(msg: str) -> None:
@@ -322,6 +322,10 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
         return {"valid": res.valid, "test": res.test}
     os.makedirs(out, exist_ok=True)
     if resume:
+        done = (checkpoint_loop(os.path.join(out, "checkpoint.safetensors")) or {}).get("epoch", 1) - 1
+        if rc.train.epochs < done:
+            raise EchorecError(f"--resume {out}: the run has already trained {done} epochs; --epochs must be at "
+                               f"least that (it counts all epochs, not more of them)")
         cfg = read_json(os.path.join(out, "config.json"))  # keep its meta; epochs/patience may have changed
         save_json(os.path.join(out, "config.json"), {**run_config_to_dict(rc), "meta": cfg.get("meta", {})})
         res = train_model(rc, split, out, quiet, resume=True)
