@@ -71,13 +71,16 @@ def leave_one_out(data: SeqData) -> Split:
     return Split(data, torch.from_numpy(data.items), starts, train_end, np.flatnonzero(has_eval))
 
 
+def _runs(n_per_user: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """n_u samples per user u -> (user, k) per sample, k = 0, 1, ..., n_u - 1 within each user's run."""
+    user = np.repeat(np.arange(len(n_per_user)), n_per_user)
+    first = np.cumsum(n_per_user) - n_per_user
+    return user, np.arange(n_per_user.sum()) - np.repeat(first, n_per_user)
+
+
 def prefix_samples(starts: np.ndarray, train_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every prefix of every training part is one sample: inputs items[s:e], target items[e], s < e < train_end."""
-    n_per_user = np.maximum(train_end - starts - 1, 0)
-    user = np.repeat(np.arange(len(starts)), n_per_user)
-    # Position within each user's run of samples: 0, 1, ..., n_u - 1.
-    first = np.cumsum(n_per_user) - n_per_user
-    k = np.arange(n_per_user.sum()) - np.repeat(first, n_per_user)
+    user, k = _runs(np.maximum(train_end - starts - 1, 0))
     return starts[user], starts[user] + 1 + k
 
 
@@ -88,10 +91,7 @@ def bsarec_samples(starts: np.ndarray, train_end: np.ndarray, max_len: int) -> t
     it adds one "no history" sample per user (it teaches a popularity prior) and, for users with more
     than max_len training items, drops the earlier targets."""
     w = np.maximum(starts, train_end - max_len)
-    n_per_user = np.maximum(train_end - w, 0)
-    user = np.repeat(np.arange(len(starts)), n_per_user)
-    first = np.cumsum(n_per_user) - n_per_user
-    k = np.arange(n_per_user.sum()) - np.repeat(first, n_per_user)
+    user, k = _runs(np.maximum(train_end - w, 0))
     return w[user], w[user] + k
 
 
@@ -103,10 +103,7 @@ def window_samples(starts: np.ndarray, train_end: np.ndarray, max_len: int) -> t
     """
     ends_last = train_end - 1
     n_inputs = np.maximum(ends_last - starts, 0)
-    n_win = -(-n_inputs // max_len)  # ceil
-    user = np.repeat(np.arange(len(starts)), n_win)
-    first = np.cumsum(n_win) - n_win
-    k = np.arange(n_win.sum()) - np.repeat(first, n_win)
+    user, k = _runs(-(-n_inputs // max_len))  # ceil: windows per user
     end = ends_last[user] - k * max_len
     start = np.maximum(starts[user], end - max_len)
     return start, end

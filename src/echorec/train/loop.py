@@ -313,6 +313,11 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
     _check_mode(rc, get_model_class(rc.model))  # the class says whether it is causal: nothing to build
     if os.path.exists(out) and not os.path.isdir(out):
         raise EchorecError(f"--out {out}: exists and is not a folder")
+    if resume:
+        done = (checkpoint_loop(os.path.join(out, "checkpoint.safetensors")) or {}).get("epoch", 1) - 1
+        if rc.train.epochs < done:
+            raise EchorecError(f"--resume {out}: the run has already trained {done} epochs; --epochs must be at "
+                               f"least that (it counts all epochs, not more of them)")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         import torch.distributed as dist
 
@@ -322,10 +327,6 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
         return {"valid": res.valid, "test": res.test}
     os.makedirs(out, exist_ok=True)
     if resume:
-        done = (checkpoint_loop(os.path.join(out, "checkpoint.safetensors")) or {}).get("epoch", 1) - 1
-        if rc.train.epochs < done:
-            raise EchorecError(f"--resume {out}: the run has already trained {done} epochs; --epochs must be at "
-                               f"least that (it counts all epochs, not more of them)")
         cfg = read_json(os.path.join(out, "config.json"))  # keep its meta; epochs/patience may have changed
         save_json(os.path.join(out, "config.json"), {**run_config_to_dict(rc), "meta": cfg.get("meta", {})})
         res = train_model(rc, split, out, quiet, resume=True)
