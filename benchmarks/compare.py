@@ -18,9 +18,10 @@ import argparse
 import csv
 import json
 import os
-import platform
 import subprocess
 import sys
+
+from echorec import sysinfo
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.abspath(os.path.join(HERE, "..", "..", "shared", "data"))
@@ -92,7 +93,7 @@ def write(args, rows):
         w.writeheader()
         w.writerows(rows)
     threads = os.environ.get("OMP_NUM_THREADS", "default")
-    machine = f"{platform.machine()} {os.cpu_count()} cpus, OMP_NUM_THREADS={threads}"
+    machine = f"{sysinfo.machine()}, OMP_NUM_THREADS={threads}"
     lines = [f"Study `{args.study}`: budget {args.epochs} epochs, patience {args.patience}, seed {args.seed}; "
              f"{machine}; commit {git_commit()}; `python benchmarks/compare.py --study {args.study} "
              f"--epochs {args.epochs} --patience {args.patience}`", "",

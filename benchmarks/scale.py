@@ -21,6 +21,8 @@ import time
 import numpy as np
 import torch
 
+from echorec import sysinfo
+
 
 def rss(key="VmRSS") -> float:
     with open("/proc/self/status") as f:
@@ -92,7 +94,7 @@ def main():
     p = rows[0]["params_mib"]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
-    lines = [f"`python benchmarks/scale.py`, commit {commit}, {os.cpu_count()} cpus, "
+    lines = [f"`python benchmarks/scale.py`, commit {commit}, {sysinfo.machine()}, "
              f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'default')}.", "",
              f"Synthetic catalog: {args.items:,} items x {args.users:,} users; SASRec (hidden 64): parameters "
              f"{p:.0f} MiB (+ 2x that for Adam). Peak resident-memory rise, fresh process each:", "",

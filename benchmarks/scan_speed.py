@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import statistics
 import subprocess
 import time
 
 import torch
+
+from echorec import sysinfo
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -119,7 +120,7 @@ def main():
             print(f"L={L:4d}  {name:20s} {sec * 1000:9.1f} ms   peak +{mem:8.1f} MiB", flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=HERE).stdout.strip()
-    machine = f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    machine = f"{sysinfo.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "scan_speed.csv"), "w", newline="") as f:
         f.write(f"# machine: {machine}; commit {commit}; batch {args.batch}, d_model 64, d_state 32, expand 2; "

@@ -16,13 +16,14 @@ import argparse
 import asyncio
 import csv
 import os
-import platform
 import random
 import socket
 import statistics
 import subprocess
 import sys
 import time
+
+from echorec import sysinfo
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -103,7 +104,7 @@ def main():
                             cwd=HERE).stdout.strip()
     lines = [f"`echorec serve` load test: {model['model']} on {model['dataset']} ({model['n_items']} items), "
              f"loopback, {args.requests} requests per level, histories of 1-50 items, k=10; "
-             f"{platform.machine()} {os.cpu_count()} cpus; commit {commit}.", "",
+             f"{sysinfo.machine()}; commit {commit}.", "",
              "| concurrency | req/s | p50 ms | p99 ms | errors |", "| ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {r['concurrency']} | {r['req_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |"
               for r in rows]

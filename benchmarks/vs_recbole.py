@@ -22,6 +22,8 @@ import subprocess
 import tempfile
 import time
 
+from echorec import sysinfo
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 RECBOLE_SCRIPT = r"""
@@ -201,7 +203,7 @@ def main():
         a, b = rb["test"][key], ours["test"][key]
         rows.append((key, a, b, (b - a) / a * 100))
     rb_ep, our_ep = median(rb["epoch_seconds"]), median(ours["epoch_seconds"])
-    machine = f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}"
+    machine = f"{platform.node()} {sysinfo.machine()}, torch {torch.__version__}"
     lines = [
         f"# SASRec: echorec vs RecBole 1.2.1 on ml-100k ({args.epochs} epochs each)",
         "",
@@ -317,7 +319,7 @@ def zoo_study(args):
             with open(path, "w") as f:
                 json.dump(done, f, indent=1)
     threads = os.environ.get("OMP_NUM_THREADS", "default")
-    machine = f"{platform.machine()} {os.cpu_count()} cpus, OMP_NUM_THREADS={threads}, torch {torch.__version__}"
+    machine = f"{sysinfo.machine()}, OMP_NUM_THREADS={threads}, torch {torch.__version__}"
     lines = [f"# Baselines: echorec vs RecBole 1.2.1 on ml-100k, {args.epochs} epochs, same settings", "",
              f"machine: {machine}; commit {git_commit()}; `python benchmarks/vs_recbole.py --epochs {args.epochs} "
              f"--zoo {args.zoo} --seeds {args.seeds}{' --variants ' + args.variants if args.variants else ''}` "

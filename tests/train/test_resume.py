@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from echorec.cli import main
-from echorec.errors import EchorecError
 from echorec.train import checkpoint as ck
 
 ARGS = ["--model", "sasrec", "--hidden", "16", "--inner", "32", "--max-len", "10", "--batch-size", "8",

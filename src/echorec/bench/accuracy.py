@@ -21,11 +21,11 @@ import csv
 import io
 import json
 import os
-import platform
 import subprocess
 import time
 from dataclasses import dataclass
 
+from echorec import sysinfo
 from echorec.bench.stats import mean, paired_t, std
 from echorec.errors import EchorecError
 
@@ -99,7 +99,7 @@ def machine() -> str:
     import torch
 
     threads = os.environ.get("OMP_NUM_THREADS", "default")
-    return (f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}, OMP_NUM_THREADS={threads}")
+    return f"{sysinfo.machine()}, torch {torch.__version__}, OMP_NUM_THREADS={threads}"
 
 
 def tuned_settings(study: str, label: str, model: str) -> dict:

@@ -28,6 +28,7 @@ from echorec.errors import EchorecError
 from echorec.eval.evaluate import evaluate
 from echorec.models.base import SequentialRecommender
 from echorec.registry import build_model, get_model_class
+from echorec.sysinfo import cpu_has_fast_bf16, machine
 from echorec.train.checkpoint import atomic_write_text, checkpoint_loop, read_json, save_weights
 
 
@@ -57,16 +58,6 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise EchorecError("--device cuda given but no CUDA GPU is available (use --device cpu)")
     return dev
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True where the CPU multiplies bf16 natively (AVX512-BF16 or AMX), so autocast pays off."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
@@ -336,7 +327,7 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
     cfg = run_config_to_dict(rc)
     cfg["meta"] = {"n_items": split.n_items, "n_users": data.n_users, "source": os.path.abspath(data.source),
                    "echorec": __import__("echorec").__version__, "torch": torch.__version__,
-                   "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus"}
+                   "machine": f"{platform.node()} {machine()}"}
     save_json(os.path.join(out, "config.json"), cfg)
     write_id_maps(out, data)
     res = train_model(rc, split, out, quiet)

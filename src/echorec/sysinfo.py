@@ -1,0 +1,55 @@
+"""What this machine is, in one line, for run folders and benchmark tables.
+
+Figures from two 2-core VMs can differ by 2.5x when one has AVX-512 (and bf16 autocast) and the other
+only AVX2, so every recorded figure names the CPU model and its widest vector instructions, not just
+"x86_64 2 cpus".
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+CPUINFO = "/proc/cpuinfo"
+
+
+def _cpuinfo() -> tuple[str, set[str]]:
+    """(model name, flag set) from /proc/cpuinfo; ("", empty set) where there is none (macOS, Windows)."""
+    try:
+        with open(CPUINFO) as f:
+            text = f.read()
+    except OSError:
+        return "", set()
+    model, flags = "", set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not model:
+            model = " ".join(value.split())
+        elif key in ("flags", "Features") and not flags:  # x86 | arm64
+            flags = set(value.split())
+    return model, flags
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU multiplies bf16 natively (AVX512-BF16 or AMX), so autocast pays off."""
+    flags = _cpuinfo()[1]
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_vector_isa() -> str:
+    """The widest vector extension the kernels can use: "avx512+bf16", "avx512", "avx2", "avx", "neon"..."""
+    flags = _cpuinfo()[1]
+    if "avx512f" in flags:
+        return "avx512+bf16" if cpu_has_fast_bf16() else "avx512"
+    for isa in ("avx2", "avx", "asimd", "neon", "sse4_2"):
+        if isa in flags:
+            return isa
+    return "unknown isa"
+
+
+def machine() -> str:
+    """e.g. "x86_64 2 cpus (AMD EPYC, avx2)"."""
+    model = _cpuinfo()[0] or platform.processor() or "unknown cpu"
+    return f"{platform.machine()} {os.cpu_count()} cpus ({model}, {cpu_vector_isa()})"
