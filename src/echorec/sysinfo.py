@@ -32,17 +32,20 @@ def _cpuinfo() -> tuple[str, set[str]]:
     return model, flags
 
 
+def _fast_bf16(flags: set[str]) -> bool:
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def cpu_has_fast_bf16() -> bool:
     """True where the CPU multiplies bf16 natively (AVX512-BF16 or AMX), so autocast pays off."""
-    flags = _cpuinfo()[1]
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return _fast_bf16(_cpuinfo()[1])
 
 
 def cpu_vector_isa() -> str:
     """The widest vector extension the kernels can use: "avx512+bf16", "avx512", "avx2", "avx", "neon"..."""
     flags = _cpuinfo()[1]
     if "avx512f" in flags:
-        return "avx512+bf16" if cpu_has_fast_bf16() else "avx512"
+        return "avx512+bf16" if _fast_bf16(flags) else "avx512"
     for isa in ("avx2", "avx", "asimd", "neon", "sse4_2"):
         if isa in flags:
             return isa
