@@ -155,3 +155,34 @@ def test_nan_loss_stops_and_keeps_best_weights(tmp_path, data, monkeypatch, caps
     assert "loss is nan" in capsys.readouterr().err
     kept = ck.load_weights(os.path.join(out, "model.safetensors"))  # epoch 1's best weights, loadable
     assert all(torch.isfinite(v).all() for v in kept.values())
+
+
+def test_lr_decays_on_plateau_and_a_resume_keeps_the_decayed_lr(tmp_path, data, monkeypatch, capsys):
+    import csv
+
+    from echorec.train import loop as tl
+
+    scores = []  # valid scores in call order; the final valid/test evaluations of a run take one each
+
+    def fake_eval(model, split, which, *a, **k):
+        return {"ndcg@10": (scores.pop(0) if scores else 0.0) if which == "valid" else 0.0, "hit@10": 0.0}
+
+    monkeypatch.setattr(tl, "evaluate", fake_eval)
+    base = ["train", "--dataset", data, *ARGS[:-6], "--patience", "0", "--valid-metric", "ndcg@10",
+            "--lr", "0.001", "--lr-decay", "0.5", "--lr-patience", "2"]
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    # Best at 1; epochs 2-3 without gain -> decay; a new best at 4; 5-6 without gain -> decay again.
+    scores[:] = [0.5, 0.4, 0.3, 0.6, 0.2, 0.1]
+    assert main([*base, "--out", a, "--epochs", "6"]) == 0
+    assert capsys.readouterr().err.count("lr -> ") == 2
+    lrs = [float(r["lr"]) for r in csv.DictReader(open(os.path.join(a, "history.csv")))]
+    assert lrs == [1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4]  # the lr each epoch trained with
+    assert ck.load_checkpoint(os.path.join(a, "checkpoint.safetensors"))["optimizer"]["param_groups"][0]["lr"] == 2.5e-4
+    scores[:] = [0.5, 0.4, 0.3, 0.0, 0.6, 0.2, 0.1]  # the same, split 3 + 3 by a resume
+    assert main([*base, "--out", b, "--epochs", "3"]) == 0
+    assert main(["train", "--resume", b, "--epochs", "6"]) == 0
+    assert [float(r["lr"]) for r in csv.DictReader(open(os.path.join(b, "history.csv")))] == lrs
+    wa, wb = (ck.load_weights(os.path.join(x, "model.safetensors")) for x in (a, b))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # epoch 4's weights, trained at the decayed lr
+    assert main([*base, "--out", str(tmp_path / "c"), "--epochs", "1", "--lr-decay", "0"]) == 2
+    assert "--lr-decay 0.0" in capsys.readouterr().err

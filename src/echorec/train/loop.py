@@ -125,6 +125,8 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
     model = build_model(rc.model, split.n_items, rc.model_cfg, max_len=d.max_len).to(device)
     _check_mode(rc, model)
     metric_key = _metric_key(e)
+    if not 0 < t.lr_decay <= 1 or t.lr_patience < 1:
+        raise EchorecError(f"--lr-decay {t.lr_decay} / --lr-patience {t.lr_patience}: need 0 < decay <= 1 and patience >= 1")
     opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     start, end = split.train_samples(d.train_mode, d.max_len)
     if len(start) == 0:
@@ -146,7 +148,7 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
         step_model = DistributedDataParallel(step_model, device_ids=[device.index] if device.type == "cuda" else None)
     say = (lambda m: None) if quiet else log
     # The loop's whole position; with the model, optimizer and RNG it is all a checkpoint needs.
-    loop = {"epoch": 1, "step": 0, "best": -math.inf, "best_epoch": 0, "bad": 0, "history": [], "loss_sum": 0.0,
+    loop = {"epoch": 1, "step": 0, "best": -math.inf, "best_epoch": 0, "bad": 0, "lr_bad": 0, "history": [], "loss_sum": 0.0,
             "n_seen": 0, "epoch_seconds": 0.0, "train_seconds": 0.0, "done": False}
     best_state = None
     ckpt = os.path.join(out, "checkpoint.safetensors") if out else None
@@ -230,7 +232,8 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
         valid = run_eval("valid")
         score = valid[metric_key]
         improved = score > loop["best"]
-        row = {"epoch": epoch, "loss": loop["loss_sum"] / max(loop["n_seen"], 1), "seconds": epoch_s,
+        row = {"epoch": epoch, "loss": loop["loss_sum"] / max(loop["n_seen"], 1), "lr": opt.param_groups[0]["lr"],
+               "seconds": epoch_s,
                "samples_per_s": loop["n_seen"] / epoch_s, **{f"valid_{k}": v for k, v in valid.items()}}
         loop["history"].append(row)
         if write_dir:
@@ -241,15 +244,22 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
         say(f"epoch {epoch:3d} | loss {row['loss']:.4f} | {epoch_s:6.1f} s ({row['samples_per_s']:,.0f} samples/s) | "
             f"valid {metric_key} {score:.4f} hit@10 {valid.get(hit_key, float('nan')):.4f}{'  *' if improved else ''}")
         if improved:
-            loop["best"], loop["best_epoch"], loop["bad"] = score, epoch, 0
+            loop["best"], loop["best_epoch"], loop["bad"], loop["lr_bad"] = score, epoch, 0, 0
             best_state = copy.deepcopy(model.state_dict())
             if write_dir:
                 save_weights(os.path.join(write_dir, "model.safetensors"), best_state)
         else:
             loop["bad"] += 1
+            loop["lr_bad"] = loop.get("lr_bad", 0) + 1  # .get: checkpoints written before --lr-decay existed
             if t.patience and loop["bad"] >= t.patience:
                 say(f"[echorec] early stop: no valid {metric_key} improvement in {t.patience} epochs")
                 loop["done"] = True
+            elif t.lr_decay != 1.0 and loop["lr_bad"] >= t.lr_patience:
+                # Reduce-on-plateau: the optimizer's state dict carries the lr, so a resume keeps it.
+                for g in opt.param_groups:
+                    g["lr"] *= t.lr_decay
+                loop["lr_bad"] = 0
+                say(f"[echorec] lr -> {opt.param_groups[0]['lr']:.3g} (no valid improvement in {t.lr_patience} epochs)")
         loop["train_seconds"] += epoch_s
         loop.update(epoch=epoch + 1, step=0, loss_sum=0.0, n_seen=0, epoch_seconds=0.0)
         checkpoint()
@@ -273,7 +283,9 @@ def _progress(enabled: bool, total: int, epoch: int, initial: int):
 
 def _write_history(out: str, history: list) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(history[0]))
+    # Union of the rows' keys in first-seen order: a run resumed from an older checkpoint has rows
+    # without the columns added since (e.g. lr).
+    w = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for row in history for k in row)))
     w.writeheader()
     w.writerows(history)
     atomic_write_text(os.path.join(out, "history.csv"), buf.getvalue())
