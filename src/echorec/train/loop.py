@@ -126,7 +126,8 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
     _check_mode(rc, model)
     metric_key = _metric_key(e)
     if not 0 < t.lr_decay <= 1 or t.lr_patience < 1:
-        raise EchorecError(f"--lr-decay {t.lr_decay} / --lr-patience {t.lr_patience}: need 0 < decay <= 1 and patience >= 1")
+        raise EchorecError(f"--lr-decay {t.lr_decay} / --lr-patience {t.lr_patience}: "
+                           "need 0 < decay <= 1 and patience >= 1")
     opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     start, end = split.train_samples(d.train_mode, d.max_len)
     if len(start) == 0:
@@ -148,8 +149,8 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
         step_model = DistributedDataParallel(step_model, device_ids=[device.index] if device.type == "cuda" else None)
     say = (lambda m: None) if quiet else log
     # The loop's whole position; with the model, optimizer and RNG it is all a checkpoint needs.
-    loop = {"epoch": 1, "step": 0, "best": -math.inf, "best_epoch": 0, "bad": 0, "lr_bad": 0, "history": [], "loss_sum": 0.0,
-            "n_seen": 0, "epoch_seconds": 0.0, "train_seconds": 0.0, "done": False}
+    loop = {"epoch": 1, "step": 0, "best": -math.inf, "best_epoch": 0, "bad": 0, "lr_bad": 0, "history": [],
+            "loss_sum": 0.0, "n_seen": 0, "epoch_seconds": 0.0, "train_seconds": 0.0, "done": False}
     best_state = None
     ckpt = os.path.join(out, "checkpoint.safetensors") if out else None
     ckpt_write = ckpt if write_dir else None
