@@ -180,6 +180,16 @@ def test_lr_decays_on_plateau_and_a_resume_keeps_the_decayed_lr(tmp_path, data, 
     assert ck.load_checkpoint(os.path.join(a, "checkpoint.safetensors"))["optimizer"]["param_groups"][0]["lr"] == 2.5e-4
     scores[:] = [0.5, 0.4, 0.3, 0.0, 0.6, 0.2, 0.1]  # the same, split 3 + 3 by a resume
     assert main([*base, "--out", b, "--epochs", "3"]) == 0
+    # Make it a checkpoint from before --lr-decay existed (no lr_bad in its loop): still resumes.
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = os.path.join(b, "checkpoint.safetensors")
+    with safe_open(path, framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    old_loop = json.loads(meta["loop"])
+    assert old_loop.pop("lr_bad") == 0  # epoch 3 ended with a decay
+    save_file(tensors, path, metadata={**meta, "loop": json.dumps(old_loop)})
     assert main(["train", "--resume", b, "--epochs", "6"]) == 0
     assert [float(r["lr"]) for r in csv.DictReader(open(os.path.join(b, "history.csv")))] == lrs
     wa, wb = (ck.load_weights(os.path.join(x, "model.safetensors")) for x in (a, b))

@@ -166,7 +166,7 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
         for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
             if f"cuda{i}" in c["rng"]:
                 torch.cuda.set_rng_state(c["rng"][f"cuda{i}"], i)
-        loop = c["loop"]
+        loop = {**loop, **c["loop"]}  # fresh defaults first: an older checkpoint may lack keys added since
         # The patience may have been raised on resume (to train on after an early stop): judge the
         # stop again with the current setting, as if the run had used it from the start.
         loop["done"] = bool(t.patience and loop["bad"] >= t.patience)
@@ -234,8 +234,7 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
         score = valid[metric_key]
         improved = score > loop["best"]
         row = {"epoch": epoch, "loss": loop["loss_sum"] / max(loop["n_seen"], 1), "lr": opt.param_groups[0]["lr"],
-               "seconds": epoch_s,
-               "samples_per_s": loop["n_seen"] / epoch_s, **{f"valid_{k}": v for k, v in valid.items()}}
+               "seconds": epoch_s, "samples_per_s": loop["n_seen"] / epoch_s, **{f"valid_{k}": v for k, v in valid.items()}}
         loop["history"].append(row)
         if write_dir:
             _write_history(write_dir, loop["history"])
@@ -251,7 +250,7 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
                 save_weights(os.path.join(write_dir, "model.safetensors"), best_state)
         else:
             loop["bad"] += 1
-            loop["lr_bad"] = loop.get("lr_bad", 0) + 1  # .get: checkpoints written before --lr-decay existed
+            loop["lr_bad"] += 1
             if t.patience and loop["bad"] >= t.patience:
                 say(f"[echorec] early stop: no valid {metric_key} improvement in {t.patience} epochs")
                 loop["done"] = True
