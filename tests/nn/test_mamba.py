@@ -1,5 +1,9 @@
 """Mamba block: exact padding (left or right, any width, any batch mates) and step == forward."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -81,3 +85,16 @@ def test_fused_cpu_block_matches_reference_outputs_and_every_gradient(L):
     names = ["x"] + [n for n, _ in fast.named_parameters()]
     for name, a, b in zip(names, grads[0], grads[1]):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4, msg=lambda msg: f"grad of {name}: {msg}")
+
+
+@pytest.mark.skipif(_kernels.numba_scan is None, reason="numba not installed")
+def test_kernels_keep_the_thread_count_torch_was_given():
+    # A fresh process, as a `--threads 1` training is: numba's pool starts on the first kernel call,
+    # sized NUMBA_NUM_THREADS (2 here, whatever the cores), and once raised torch's count with it.
+    code = ("import torch; torch.set_num_threads(1); import numba; from echorec.nn.mamba import Mamba; "
+            "x = torch.randn(4, 9, 16, requires_grad=True); Mamba(16, d_state=4).forward(x).sum().backward(); "
+            "print(torch.get_num_threads(), numba.get_num_threads())")
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["1", "1"]

@@ -497,5 +497,9 @@ def kernel(name: str):
     return _compiled[name]
 
 
+def start_pool() -> None:
+    numba.get_num_threads()  # starts the thread pool if it is not running
+
+
 def set_threads(n: int) -> None:
     numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))

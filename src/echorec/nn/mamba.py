@@ -27,7 +27,7 @@ class _CausalConvSiLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         k = _kernels.numba_scan
-        k.set_threads(torch.get_num_threads())
+        _kernels.numba_threads()
         x_ = x.detach().float().contiguous()  # the kernels take C-contiguous (B, L, d)
         wT = weight.detach().float()[:, 0, :].t().contiguous()  # (d_conv, d): taps outer, channels inner
         b_ = bias.detach().float().contiguous() if bias is not None else x_.new_zeros(x.shape[-1])
@@ -40,7 +40,7 @@ class _CausalConvSiLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gout):
         k = _kernels.numba_scan
-        k.set_threads(torch.get_num_threads())
+        _kernels.numba_threads()
         x, wT, b_ = ctx.saved_tensors
         B, _, d = x.shape
         gx = x.new_empty(x.shape)

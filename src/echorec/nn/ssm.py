@@ -100,7 +100,7 @@ class _NumbaScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, Bt, Ct, D, z, delta_bias, h0, softplus: bool):
         k = _kernels.numba_scan
-        k.set_threads(torch.get_num_threads())
+        _kernels.numba_threads()
         b, d, L = u.shape
         N = A.shape[1]
         f32 = lambda t: t.detach().float()  # noqa: E731  (a no-op for float32 tensors: views stay views)
@@ -131,7 +131,7 @@ class _NumbaScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gy, gh_last):
         k = _kernels.numba_scan
-        k.set_threads(torch.get_num_threads())
+        _kernels.numba_threads()
         u, delta, bias, A, Bt, Ct, D, z, hck = ctx.saved_tensors
         b, d, L = u.shape
         N = A.shape[1]
