@@ -21,16 +21,16 @@ def child(seconds: float, q) -> None:
     import torch
 
     torch.set_num_threads(1)
+    from echorec.data.split import Batch
     from echorec.registry import build_model
 
     torch.manual_seed(0)
     model = build_model("echomamba4rec", 12101, {"layers": 2})
     opt = torch.optim.Adam(model.parameters(), 1e-3)
-    seq = torch.randint(1, 12102, (256, 50))
-    target = torch.randint(1, 12102, (256,))
+    batch = Batch(seq=torch.randint(1, 12102, (256, 50)), target=torch.randint(1, 12102, (256,)))
 
-    def step():
-        loss = torch.nn.functional.cross_entropy(model.score(model.encode_last(seq)), target - 1)
+    def step():  # the model's own training loss, as the trainer takes it
+        loss = model.loss(batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
