@@ -1,0 +1,90 @@
+"""How much of a gap between two test scores is noise? Per-user test metrics of trained run folders.
+
+Reloads each run folder, ranks its test item for every user (the run's own protocol: max_len, history
+masking), and prints, per run, HR@10 and NDCG@10 with their standard error over users (the spread one
+would see from drawing another test set of the same size). For every pair of runs it prints the mean
+per-user difference and its paired standard error (same users, so the easy and hard users cancel):
+that is the yardstick for a gap between two models scored on this test set. With --ref-hr/--ref-ndcg
+(a published figure with no per-user data) it also says how many of those paired standard errors
+separate each run from the reference.
+
+    python benchmarks/test_noise.py RUN [RUN ...] [--ref-hr 0.1008 --ref-ndcg 0.0611] [--out FILE.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import sys
+
+import torch
+
+from echorec.eval.evaluate import evaluate
+from echorec.train.loop import load_data
+from echorec.train.run import load_model
+
+
+def per_user(run: str, k: int) -> dict[str, torch.Tensor]:
+    """Per-user HR@k and NDCG@k on the run's test split, each (n_users,) float64."""
+    rc, model, _ = load_model(run)
+    _, split = load_data(rc)
+    e = rc.eval
+    _, ranks = evaluate(model, split, "test", rc.data.max_len, e.eval_batch_size, (k,), e.exclude_history,
+                        e.sampled, "cpu", return_ranks=True, item_chunk=e.item_chunk)
+    r = ranks.double()
+    hit = r <= k
+    return {"hr": hit.double(), "ndcg": torch.where(hit, 1.0 / torch.log2(r + 1), 0.0)}
+
+
+def se(x: torch.Tensor) -> float:
+    return x.std().item() / math.sqrt(len(x))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--ref-hr", type=float, default=None)
+    ap.add_argument("--ref-ndcg", type=float, default=None)
+    ap.add_argument("--out", default=None, help="also write the tables to this markdown file")
+    a = ap.parse_args()
+    k = a.k
+    vals = {os.path.basename(os.path.normpath(r)): per_user(r, k) for r in a.runs}
+    n = len(next(iter(vals.values()))["hr"])
+    lines = [f"Test users: {n:,}. Standard errors are over users (std / sqrt(n)).", "",
+             f"| run | HR@{k} | SE | NDCG@{k} | SE |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name, v in vals.items():
+        lines.append(f"| {name} | {v['hr'].mean():.4f} | {se(v['hr']):.4f} | {v['ndcg'].mean():.4f} | {se(v['ndcg']):.4f} |")
+    pairs = list(itertools.combinations(vals, 2))
+    paired_se = {"hr": [], "ndcg": []}
+    if pairs:
+        lines += ["", f"| pair | HR@{k} diff | paired SE | NDCG@{k} diff | paired SE |", "| --- | ---: | ---: | ---: | ---: |"]
+        for x, y in pairs:
+            d = {m: vals[x][m] - vals[y][m] for m in ("hr", "ndcg")}
+            for m in d:
+                paired_se[m].append(se(d[m]))
+            lines.append(f"| {x} - {y} | {d['hr'].mean():+.4f} | {se(d['hr']):.4f} | "
+                         f"{d['ndcg'].mean():+.4f} | {se(d['ndcg']):.4f} |")
+    if pairs and a.ref_hr is not None and a.ref_ndcg is not None:
+        # The reference has no per-user ranks; a paired SE between two of our runs of comparable quality
+        # stands in for the one between a run and the reference (an assumption, stated in the output).
+        ps = {m: sum(v) / len(v) for m, v in paired_se.items()}
+        lines += ["", f"Reference HR@{k} {a.ref_hr} / NDCG@{k} {a.ref_ndcg}; the yardstick is the mean paired SE "
+                  f"between the runs above ({ps['hr']:.4f} / {ps['ndcg']:.4f}), assuming the reference run's "
+                  "per-user scores correlate with ours as our runs' do with each other.", "",
+                  f"| run | HR@{k} gap to reference | in paired SEs | NDCG@{k} gap | in paired SEs |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for name, v in vals.items():
+            gh, gn = a.ref_hr - v["hr"].mean().item(), a.ref_ndcg - v["ndcg"].mean().item()
+            lines.append(f"| {name} | {gh:+.4f} | {gh / ps['hr']:.1f} | {gn:+.4f} | {gn / ps['ndcg']:.1f} |")
+    text = "\n".join(lines)
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(f"`python {' '.join(sys.argv)}`\n\n{text}\n")
+
+
+if __name__ == "__main__":
+    main()
