@@ -1,5 +1,6 @@
 """The study tables (mean/std, bold, best vs runner-up, paired tests) on fixed rows, and resuming."""
 
+import csv
 import json
 import os
 import random
@@ -114,6 +115,20 @@ def test_study_runs_then_resumes_skipping_finished_cells(tmp_path, tiny):
     assert len(collect(study)) == 4
 
 
+def test_lr_decay_is_part_of_the_protocol(tmp_path, tiny):
+    study = str(tmp_path / "study")
+    proto = Protocol(epochs=3, patience=0, lr=0.5, lr_decay=0.5, lr_patience=1)
+    run_study(study, ["sasrec"], [tiny], [1], proto, log=lambda m: None)
+    run = os.path.join(study, "runs", "tiny", "sasrec", "seed1")
+    cfg = json.load(open(os.path.join(run, "config.json")))["train"]
+    assert (cfg["lr_decay"], cfg["lr_patience"]) == (0.5, 1)
+    lrs = [float(r["lr"]) for r in csv.DictReader(open(os.path.join(run, "history.csv")))]
+    assert lrs[0] == 0.5 and lrs[-1] < 0.5  # at lr 0.5 the valid score stalls at least once in 3 epochs
+    assert "(times 0.5 after 1 epochs without valid NDCG@10 gain)" in open(os.path.join(study, "results.md")).read()
+    with pytest.raises(EchorecError, match="lr_decay 0.5 -> 1.0"):  # a constant-lr re-run is another protocol
+        run_study(study, ["sasrec"], [tiny], [1], Protocol(epochs=3, patience=0, lr=0.5), log=lambda m: None)
+
+
 def test_same_seed_same_metrics(tmp_path, tiny):
     proto = Protocol(epochs=1, patience=0)
     a = run_study(str(tmp_path / "a"), ["sasrec"], [tiny], [5], proto, log=lambda m: None)
@@ -126,7 +141,8 @@ def test_user_mistakes_fail_before_the_study_folder_exists(tmp_path, tiny):
             (["nope"], [tiny], Protocol(epochs=1), "unknown model"),
             (["sasrec"], [str(tmp_path / "missing.txt")], Protocol(epochs=1), "neither a file"),
             (["sasrec"], [tiny], Protocol(epochs=1, valid_metric="ndcg10"), "valid-metric"),
-            (["echomamba4rec"], [tiny], Protocol(epochs=1, train_mode="all"), "needs a causal model")]:
+            (["echomamba4rec"], [tiny], Protocol(epochs=1, train_mode="all"), "needs a causal model"),
+            (["sasrec"], [tiny], Protocol(epochs=1, lr_decay=0.0), "lr-decay")]:
         study = str(tmp_path / "s")
         with pytest.raises(EchorecError, match=msg):
             run_study(study, models, datasets, [1], proto, log=lambda m: None)

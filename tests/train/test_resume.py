@@ -196,3 +196,4 @@ def test_lr_decays_on_plateau_and_a_resume_keeps_the_decayed_lr(tmp_path, data, 
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # epoch 4's weights, trained at the decayed lr
     assert main([*base, "--out", str(tmp_path / "c"), "--epochs", "1", "--lr-decay", "0"]) == 2
     assert "--lr-decay 0.0" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "c")  # refused before the run folder is made

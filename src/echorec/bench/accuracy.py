@@ -31,7 +31,8 @@ from echorec.errors import EchorecError
 
 METRICS = [f"{m}@{k}" for m in ("hit", "ndcg", "mrr") for k in (5, 10, 20)]
 HEADER = {"hit": "HR", "ndcg": "NDCG", "mrr": "MRR"}
-PROTOCOL_KEYS = ("epochs", "patience", "max_len", "batch_size", "lr", "exclude_history", "train_mode", "valid_metric")
+PROTOCOL_KEYS = ("epochs", "patience", "max_len", "batch_size", "lr", "exclude_history", "train_mode", "valid_metric",
+                 "lr_decay", "lr_patience")
 
 
 @dataclass
@@ -44,6 +45,8 @@ class Protocol:
     exclude_history: bool = True  # S3-Rec / FMLP-Rec / BSARec evaluation: items in the history are not ranked
     train_mode: str = "prefix"
     valid_metric: str = "ndcg@10"  # picks the best epoch and drives early stopping
+    lr_decay: float = 1.0  # lr times this after lr_patience epochs without a valid gain; 1 = constant (RecBole's way)
+    lr_patience: int = 2
 
 
 def dataset_label(ds: str) -> str:
@@ -117,7 +120,8 @@ def cell_config(model: str, dataset: str, seed: int, proto: Protocol, tuned: dic
     d = {"model": model,
          "data": {"dataset": dataset, "max_len": proto.max_len, "train_mode": proto.train_mode},
          "train": {"epochs": proto.epochs, "patience": proto.patience, "seed": seed, "batch_size": proto.batch_size,
-                   "lr": proto.lr, "progress": False, "threads": threads},
+                   "lr": proto.lr, "lr_decay": proto.lr_decay, "lr_patience": proto.lr_patience, "progress": False,
+                   "threads": threads},
          "eval": {"exclude_history": proto.exclude_history, "valid_metric": proto.valid_metric},
          "model_cfg": {}}
     for key, value in (tuned or {}).items():
@@ -130,7 +134,7 @@ def validate(models: list[str], datasets: list[str], proto: Protocol) -> None:
     """Every user mistake (model, dataset, protocol value) fails here, before the study folder is made."""
     from echorec.data.datasets import resolve
     from echorec.registry import get_model_class
-    from echorec.train.loop import _check_mode, _metric_key
+    from echorec.train.loop import _check_lr_decay, _check_mode, _metric_key
 
     if not models or not datasets:
         raise EchorecError("a study needs at least one model and one dataset")
@@ -139,6 +143,7 @@ def validate(models: list[str], datasets: list[str], proto: Protocol) -> None:
     for m in models:
         rc = cell_config(m, datasets[0], 0, proto)
         _metric_key(rc.eval)
+        _check_lr_decay(rc.train)
         _check_mode(rc, get_model_class(m))
 
 
@@ -289,9 +294,13 @@ def write_results(study: str, rows: list[dict], order: list[str] | None = None) 
         info = json.load(f)
     p = info["protocol"]
     vm = p.get("valid_metric", "ndcg@10").upper()
+    decay = p.get("lr_decay", 1.0)  # absent from study.json files written before decay joined the protocol
+    decay_text = (f" (times {decay} after {p.get('lr_patience', 2)} epochs without valid {vm} gain)"
+                  if decay != 1.0 else "")
     head = [f"# Accuracy study: {', '.join(dict.fromkeys(r['dataset'] for r in rows))}", "",
             f"Protocol: leave-one-out, {p['train_mode']} training samples, max_len {p['max_len']}, batch "
-            f"{p['batch_size']}, Adam lr {p['lr']}, CE over all items, full ranking"
+            f"{p['batch_size']}, Adam lr {p['lr']}"
+            f"{decay_text}, CE over all items, full ranking"
             f"{' excluding the items in the history' if p['exclude_history'] else ''}; at most {p['epochs']} epochs, "
             f"early stop after {p['patience']} without valid {vm} gain (0 = never); test metrics at the "
             f"best-valid epoch.", "",

@@ -99,6 +99,12 @@ def _check_mode(rc: RunConfig, model) -> None:
         raise EchorecError(f"--train-mode {rc.data.train_mode!r}: use prefix, all or bsarec")
 
 
+def _check_lr_decay(t) -> None:
+    if not 0 < t.lr_decay <= 1 or t.lr_patience < 1:
+        raise EchorecError(f"--lr-decay {t.lr_decay} / --lr-patience {t.lr_patience}: "
+                           "need 0 < decay <= 1 and patience >= 1")
+
+
 def _metric_key(e) -> str:
     name, _, k = e.valid_metric.partition("@")
     if name not in ("hit", "ndcg", "mrr") or not k.isdigit() or int(k) not in e.ks:
@@ -125,9 +131,7 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
     model = build_model(rc.model, split.n_items, rc.model_cfg, max_len=d.max_len).to(device)
     _check_mode(rc, model)
     metric_key = _metric_key(e)
-    if not 0 < t.lr_decay <= 1 or t.lr_patience < 1:
-        raise EchorecError(f"--lr-decay {t.lr_decay} / --lr-patience {t.lr_patience}: "
-                           "need 0 < decay <= 1 and patience >= 1")
+    _check_lr_decay(t)
     opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     start, end = split.train_samples(d.train_mode, d.max_len)
     if len(start) == 0:
@@ -314,6 +318,7 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
                            f"or --resume {out} to continue it")
     data, split = load_data(rc)
     _check_mode(rc, get_model_class(rc.model))  # the class says whether it is causal: nothing to build
+    _check_lr_decay(rc.train)
     if os.path.exists(out) and not os.path.isdir(out):
         raise EchorecError(f"--out {out}: exists and is not a folder")
     if resume:
