@@ -124,7 +124,7 @@ def test_lr_decay_is_part_of_the_protocol(tmp_path, tiny):
     assert (cfg["lr_decay"], cfg["lr_patience"]) == (0.5, 1)
     lrs = [float(r["lr"]) for r in csv.DictReader(open(os.path.join(run, "history.csv")))]
     assert lrs[0] == 0.5 and lrs[-1] < 0.5  # at lr 0.5 the valid score stalls at least once in 3 epochs
-    assert "(times 0.5 after 1 epochs without valid NDCG@10 gain)" in open(os.path.join(study, "results.md")).read()
+    assert "(times 0.5 after 1 epoch without valid NDCG@10 gain)" in open(os.path.join(study, "results.md")).read()
     with pytest.raises(EchorecError, match="lr_decay 0.5 -> 1.0"):  # a constant-lr re-run is another protocol
         run_study(study, ["sasrec"], [tiny], [1], Protocol(epochs=3, patience=0, lr=0.5), log=lambda m: None)
 

@@ -295,7 +295,8 @@ def write_results(study: str, rows: list[dict], order: list[str] | None = None) 
     p = info["protocol"]
     vm = p.get("valid_metric", "ndcg@10").upper()
     decay = p.get("lr_decay", 1.0)  # absent from study.json files written before decay joined the protocol
-    decay_text = (f" (times {decay} after {p.get('lr_patience', 2)} epochs without valid {vm} gain)"
+    lr_pat = p.get("lr_patience", 2)
+    decay_text = (f" (times {decay} after {lr_pat} epoch{'s' if lr_pat != 1 else ''} without valid {vm} gain)"
                   if decay != 1.0 else "")
     head = [f"# Accuracy study: {', '.join(dict.fromkeys(r['dataset'] for r in rows))}", "",
             f"Protocol: leave-one-out, {p['train_mode']} training samples, max_len {p['max_len']}, batch "
