@@ -22,20 +22,20 @@ import sys
 import torch
 
 from echorec.eval.evaluate import evaluate
+from echorec.eval.metrics import per_user_metrics
 from echorec.train.loop import load_data
 from echorec.train.run import load_model
 
 
-def per_user(run: str, k: int) -> dict[str, torch.Tensor]:
-    """Per-user HR@k and NDCG@k on the run's test split, each (n_users,) float64."""
+def per_user(run: str, k: int) -> tuple[str, dict[str, torch.Tensor]]:
+    """(the run's dataset, per-user HR@k and NDCG@k on its test split, each (n_users,) float64)."""
     rc, model, _ = load_model(run)
     _, split = load_data(rc)
     e = rc.eval
     _, ranks = evaluate(model, split, "test", rc.data.max_len, e.eval_batch_size, (k,), e.exclude_history,
                         e.sampled, "cpu", return_ranks=True, item_chunk=e.item_chunk)
-    r = ranks.double()
-    hit = r <= k
-    return {"hr": hit.double(), "ndcg": torch.where(hit, 1.0 / torch.log2(r + 1), 0.0)}
+    m = per_user_metrics(ranks, (k,))
+    return rc.data.dataset, {"hr": m[f"hit@{k}"], "ndcg": m[f"ndcg@{k}"]}
 
 
 def se(x: torch.Tensor) -> float:
@@ -51,7 +51,11 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="also write the tables to this markdown file")
     a = ap.parse_args()
     k = a.k
-    vals = {os.path.basename(os.path.normpath(r)): per_user(r, k) for r in a.runs}
+    loaded = {os.path.basename(os.path.normpath(r)): per_user(r, k) for r in a.runs}
+    datasets = {ds for ds, _ in loaded.values()}
+    if len(datasets) > 1:  # pairing user i of one run with user i of another needs the same users
+        sys.exit(f"test_noise.py: the runs were trained on different datasets ({', '.join(sorted(datasets))})")
+    vals = {name: v for name, (_, v) in loaded.items()}
     n = len(next(iter(vals.values()))["hr"])
     lines = [f"Test users: {n:,}. Standard errors are over users (std / sqrt(n)).", "",
              f"| run | HR@{k} | SE | NDCG@{k} | SE |", "| --- | ---: | ---: | ---: | ---: |"]

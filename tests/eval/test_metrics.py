@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from echorec.eval.metrics import metrics_from_ranks, target_ranks
+from echorec.eval.metrics import metrics_from_ranks, per_user_metrics, target_ranks
 
 
 def test_ranks_hand_computed():
@@ -28,6 +28,13 @@ def test_metrics_hand_computed():
     assert m["ndcg@10"] == pytest.approx((1 + 1 / math.log2(3) + 1 / math.log2(7)) / 4)
     assert m["mrr@5"] == pytest.approx((1 + 1 / 2) / 4)
     assert m["mrr@10"] == pytest.approx((1 + 1 / 2 + 1 / 6) / 4)
+
+
+def test_per_user_metrics_hand_computed():
+    u = per_user_metrics(torch.tensor([1, 3, 20]), ks=(10,))
+    assert u["hit@10"].tolist() == [1.0, 1.0, 0.0]
+    assert u["ndcg@10"].tolist() == pytest.approx([1.0, 0.5, 0.0])  # 1 / log2(3 + 1) = 0.5
+    assert u["mrr@10"].tolist() == pytest.approx([1.0, 1 / 3, 0.0])
 
 
 def test_metrics_match_naive_loop():

@@ -19,12 +19,17 @@ def target_ranks(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isnan(t[:, 0]), torch.full_like(ranks, scores.shape[1]), ranks)
 
 
-def metrics_from_ranks(ranks: torch.Tensor, ks=(5, 10, 20)) -> dict[str, float]:
+def per_user_metrics(ranks: torch.Tensor, ks=(5, 10, 20)) -> dict[str, torch.Tensor]:
+    """(N,) ranks -> {"hit@K" | "ndcg@K" | "mrr@K": (N,) float64 value of each user}."""
     r = ranks.double()
     out = {}
     for k in ks:
         hit = r <= k
-        out[f"hit@{k}"] = hit.double().mean().item()
-        out[f"ndcg@{k}"] = torch.where(hit, 1.0 / torch.log2(r + 1), 0.0).mean().item()
-        out[f"mrr@{k}"] = torch.where(hit, 1.0 / r, 0.0).mean().item()
+        out[f"hit@{k}"] = hit.double()
+        out[f"ndcg@{k}"] = torch.where(hit, 1.0 / torch.log2(r + 1), 0.0)
+        out[f"mrr@{k}"] = torch.where(hit, 1.0 / r, 0.0)
     return out
+
+
+def metrics_from_ranks(ranks: torch.Tensor, ks=(5, 10, 20)) -> dict[str, float]:
+    return {name: v.mean().item() for name, v in per_user_metrics(ranks, ks).items()}
