@@ -72,12 +72,15 @@ def read_json(path: str) -> dict:
 
 # -- training checkpoints (exact resume) ------------------------------------------------------------
 
-def save_checkpoint(path: str, model, optimizer, loop: dict, config: dict) -> None:
-    """Model, Adam state, RNG state and the loop's position in one atomically written file.
+def save_checkpoint(path: str, model, optimizer, loop: dict, config: dict, ema=None) -> None:
+    """Model, Adam state, RNG state, the weight average (if any) and the loop's position in one atomically
+    written file.
 
     Tensors go in safetensors; the loop position, optimizer hyper-parameters and the run config in its
     string metadata (JSON). Nothing is pickled."""
     tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema/{k}": v for k, v in ema.state_dict().items()})
     opt = optimizer.state_dict()
     for idx, st in opt["state"].items():
         for name, v in st.items():
@@ -112,6 +115,7 @@ def load_checkpoint(path: str) -> dict:
     except (KeyError, json.JSONDecodeError):
         raise EchorecError(f"{path}: not an echorec training checkpoint (metadata missing)") from None
     model = {k[len("model/"):]: v for k, v in state.items() if k.startswith("model/")}
+    ema = {k[len("ema/"):]: v for k, v in state.items() if k.startswith("ema/")}
     opt_state: dict = {}
     for k, v in state.items():
         if k.startswith("opt/"):
@@ -119,4 +123,4 @@ def load_checkpoint(path: str) -> dict:
             opt_state.setdefault(int(idx), {})[name] = v
     rng = {k[len("rng/"):]: v for k, v in state.items() if k.startswith("rng/")}
     return {"model": model, "optimizer": {"state": opt_state, "param_groups": groups}, "rng": rng, "loop": loop,
-            "config": config}
+            "config": config, "ema": ema or None}

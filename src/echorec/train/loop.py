@@ -1,4 +1,5 @@
-"""The training loop: Adam, optional bf16 autocast, grad clipping, early stopping on a valid metric.
+"""The training loop: Adam, optional bf16 autocast, grad clipping, lr decay on a plateau, an optional
+moving average of the weights, early stopping on a valid metric.
 
 `run_training(rc, out)` does the whole job of `echorec train`: read and split the data (before the
 run folder is touched, so a bad input writes nothing), train, keep the best epoch's weights, and
@@ -105,6 +106,25 @@ def _check_lr_decay(t) -> None:
                            "need 0 < decay <= 1 and patience >= 1")
 
 
+def _check_ema(t) -> None:
+    if not 0 <= t.ema < 1:
+        raise EchorecError(f"--ema {t.ema}: use 0 (off) or a per-step decay in [0, 1), e.g. 0.999")
+
+
+@torch.no_grad()
+def ema_update(avg: torch.nn.Module, model: torch.nn.Module, decay: float, updates: int) -> None:
+    """avg <- d * avg + (1 - d) * model, with d = min(decay, (1 + n) / (10 + n)) after n earlier updates.
+
+    The warm-up term (the num_updates rule of TensorFlow's ExponentialMovingAverage) keeps the random
+    initial weights from dominating the average of the first few hundred steps. Integer buffers are copied."""
+    d = min(decay, (1 + updates) / (10 + updates))
+    for a, p in zip(avg.state_dict().values(), model.state_dict().values()):
+        if a.is_floating_point():
+            a.lerp_(p, 1 - d)
+        else:
+            a.copy_(p)
+
+
 def _metric_key(e) -> str:
     name, _, k = e.valid_metric.partition("@")
     if name not in ("hit", "ndcg", "mrr") or not k.isdigit() or int(k) not in e.ks:
@@ -132,6 +152,7 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
     _check_mode(rc, model)
     metric_key = _metric_key(e)
     _check_lr_decay(t)
+    _check_ema(t)
     opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     start, end = split.train_samples(d.train_mode, d.max_len)
     if len(start) == 0:
@@ -154,8 +175,10 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
     say = (lambda m: None) if quiet else log
     # The loop's whole position; with the model, optimizer and RNG it is all a checkpoint needs.
     loop = {"epoch": 1, "step": 0, "best": -math.inf, "best_epoch": 0, "bad": 0, "lr_bad": 0, "history": [],
-            "loss_sum": 0.0, "n_seen": 0, "epoch_seconds": 0.0, "train_seconds": 0.0, "done": False}
+            "loss_sum": 0.0, "n_seen": 0, "epoch_seconds": 0.0, "train_seconds": 0.0, "done": False,
+            "ema_updates": 0}
     best_state = None
+    c = None
     ckpt = os.path.join(out, "checkpoint.safetensors") if out else None
     ckpt_write = ckpt if write_dir else None
     if resume:
@@ -181,15 +204,25 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
         say(f"[echorec] {rc.model}: {sum(p.numel() for p in model.parameters()):,} parameters | "
             f"{split.data.n_users:,} users, {split.n_items:,} items | {batches.n_samples:,} {d.train_mode} "
             f"samples/epoch | device {device}, amp {amp or 'off'}")
+    # With --ema, validation, the best-epoch choice and the saved weights all use the average;
+    # the optimizer keeps stepping the raw weights.
+    ema_model = None
+    if t.ema:
+        ema_model = copy.deepcopy(model).requires_grad_(False)
+        if c is not None and c.get("ema"):
+            ema_model.load_state_dict(c["ema"])
+        elif c is not None:
+            say("[echorec] the checkpoint holds no weight average: --ema starts averaging from its weights")
+    eval_model = ema_model if ema_model is not None else model
     cfg_dict = run_config_to_dict(rc)
 
     def checkpoint():
         if ckpt_write:
             from echorec.train.checkpoint import save_checkpoint
 
-            save_checkpoint(ckpt_write, model, opt, loop, cfg_dict)
+            save_checkpoint(ckpt_write, model, opt, loop, cfg_dict, ema=ema_model)
 
-    def run_eval(which: str) -> dict:
+    def run_eval(which: str, model: torch.nn.Module) -> dict:
         return evaluate(model, split, which, d.max_len, e.eval_batch_size, e.ks, e.exclude_history, e.sampled, device,
                         item_chunk=e.item_chunk, shard=(rank, world) if world > 1 else None)
 
@@ -219,6 +252,9 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
             if t.clip_grad > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
             opt.step()
+            if ema_model is not None:
+                ema_update(ema_model, model, t.ema, loop["ema_updates"])
+                loop["ema_updates"] += 1
             n = len(batch)
             loop["loss_sum"] += loss.item() * n
             loop["n_seen"] += n
@@ -234,7 +270,7 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
         if bar is not None:
             bar.close()
         epoch_s = time.perf_counter() - te
-        valid = run_eval("valid")
+        valid = run_eval("valid", eval_model)
         score = valid[metric_key]
         improved = score > loop["best"]
         row = {"epoch": epoch, "loss": loop["loss_sum"] / max(loop["n_seen"], 1), "lr": opt.param_groups[0]["lr"],
@@ -243,13 +279,13 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
         if write_dir:
             _write_history(write_dir, loop["history"])
         if callback is not None:
-            callback(epoch, model, row)
+            callback(epoch, eval_model, row)
         hit_key = (f"sampled{e.sampled}_" if e.sampled else "") + "hit@10"
         say(f"epoch {epoch:3d} | loss {row['loss']:.4f} | {epoch_s:6.1f} s ({row['samples_per_s']:,.0f} samples/s) | "
             f"valid {metric_key} {score:.4f} hit@10 {valid.get(hit_key, float('nan')):.4f}{'  *' if improved else ''}")
         if improved:
             loop["best"], loop["best_epoch"], loop["bad"], loop["lr_bad"] = score, epoch, 0, 0
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(eval_model.state_dict())
             if write_dir:
                 save_weights(os.path.join(write_dir, "model.safetensors"), best_state)
         else:
@@ -269,7 +305,9 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
         checkpoint()
     if best_state is not None:
         model.load_state_dict(best_state)
-    valid, test = run_eval("valid"), run_eval("test")
+    elif ema_model is not None:
+        model.load_state_dict(ema_model.state_dict())
+    valid, test = run_eval("valid", model), run_eval("test", model)
     return TrainResult(model, valid, test, loop["best_epoch"], loop["history"], loop["train_seconds"])
 
 
@@ -319,6 +357,7 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
     data, split = load_data(rc)
     _check_mode(rc, get_model_class(rc.model))  # the class says whether it is causal: nothing to build
     _check_lr_decay(rc.train)
+    _check_ema(rc.train)
     if os.path.exists(out) and not os.path.isdir(out):
         raise EchorecError(f"--out {out}: exists and is not a folder")
     if resume:
