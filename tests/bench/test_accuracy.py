@@ -129,6 +129,19 @@ def test_lr_decay_is_part_of_the_protocol(tmp_path, tiny):
         run_study(study, ["sasrec"], [tiny], [1], Protocol(epochs=3, patience=0, lr=0.5), log=lambda m: None)
 
 
+def test_ema_is_part_of_the_protocol(tmp_path, tiny):
+    study = str(tmp_path / "study")
+    run_study(study, ["sasrec"], [tiny], [1], Protocol(epochs=1, patience=0, ema=0.9), log=lambda m: None)
+    run = os.path.join(study, "runs", "tiny", "sasrec", "seed1")
+    assert json.load(open(os.path.join(run, "config.json")))["train"]["ema"] == 0.9
+    assert "weights averaged (EMA, decay 0.9 per step)" in open(os.path.join(study, "results.md")).read()
+    from echorec.train.checkpoint import load_checkpoint
+
+    assert load_checkpoint(os.path.join(run, "checkpoint.safetensors"))["ema"] is not None  # it really averaged
+    with pytest.raises(EchorecError, match="ema 0.9 -> 0.0"):
+        run_study(study, ["sasrec"], [tiny], [1], Protocol(epochs=1, patience=0), log=lambda m: None)
+
+
 def test_same_seed_same_metrics(tmp_path, tiny):
     proto = Protocol(epochs=1, patience=0)
     a = run_study(str(tmp_path / "a"), ["sasrec"], [tiny], [5], proto, log=lambda m: None)
@@ -142,7 +155,8 @@ def test_user_mistakes_fail_before_the_study_folder_exists(tmp_path, tiny):
             (["sasrec"], [str(tmp_path / "missing.txt")], Protocol(epochs=1), "neither a file"),
             (["sasrec"], [tiny], Protocol(epochs=1, valid_metric="ndcg10"), "valid-metric"),
             (["echomamba4rec"], [tiny], Protocol(epochs=1, train_mode="all"), "needs a causal model"),
-            (["sasrec"], [tiny], Protocol(epochs=1, lr_decay=0.0), "lr-decay")]:
+            (["sasrec"], [tiny], Protocol(epochs=1, lr_decay=0.0), "lr-decay"),
+            (["sasrec"], [tiny], Protocol(epochs=1, ema=1.0), "--ema 1.0")]:
         study = str(tmp_path / "s")
         with pytest.raises(EchorecError, match=msg):
             run_study(study, models, datasets, [1], proto, log=lambda m: None)

@@ -32,7 +32,7 @@ from echorec.errors import EchorecError
 METRICS = [f"{m}@{k}" for m in ("hit", "ndcg", "mrr") for k in (5, 10, 20)]
 HEADER = {"hit": "HR", "ndcg": "NDCG", "mrr": "MRR"}
 PROTOCOL_KEYS = ("epochs", "patience", "max_len", "batch_size", "lr", "exclude_history", "train_mode", "valid_metric",
-                 "lr_decay", "lr_patience")
+                 "lr_decay", "lr_patience", "ema")
 
 
 @dataclass
@@ -47,6 +47,7 @@ class Protocol:
     valid_metric: str = "ndcg@10"  # picks the best epoch and drives early stopping
     lr_decay: float = 1.0  # lr times this after lr_patience epochs without a valid gain; 1 = constant (RecBole's way)
     lr_patience: int = 2
+    ema: float = 0.0  # validate and keep a moving average of the weights (per-step decay); 0 = off (RecBole's way)
 
 
 def dataset_label(ds: str) -> str:
@@ -120,7 +121,8 @@ def cell_config(model: str, dataset: str, seed: int, proto: Protocol, tuned: dic
     d = {"model": model,
          "data": {"dataset": dataset, "max_len": proto.max_len, "train_mode": proto.train_mode},
          "train": {"epochs": proto.epochs, "patience": proto.patience, "seed": seed, "batch_size": proto.batch_size,
-                   "lr": proto.lr, "lr_decay": proto.lr_decay, "lr_patience": proto.lr_patience, "progress": False,
+                   "lr": proto.lr, "lr_decay": proto.lr_decay, "lr_patience": proto.lr_patience, "ema": proto.ema,
+                   "progress": False,
                    "threads": threads},
          "eval": {"exclude_history": proto.exclude_history, "valid_metric": proto.valid_metric},
          "model_cfg": {}}
@@ -134,7 +136,7 @@ def validate(models: list[str], datasets: list[str], proto: Protocol) -> None:
     """Every user mistake (model, dataset, protocol value) fails here, before the study folder is made."""
     from echorec.data.datasets import resolve
     from echorec.registry import get_model_class
-    from echorec.train.loop import _check_lr_decay, _check_mode, _metric_key
+    from echorec.train.loop import _check_ema, _check_lr_decay, _check_mode, _metric_key
 
     if not models or not datasets:
         raise EchorecError("a study needs at least one model and one dataset")
@@ -144,6 +146,7 @@ def validate(models: list[str], datasets: list[str], proto: Protocol) -> None:
         rc = cell_config(m, datasets[0], 0, proto)
         _metric_key(rc.eval)
         _check_lr_decay(rc.train)
+        _check_ema(rc.train)
         _check_mode(rc, get_model_class(m))
 
 
@@ -298,10 +301,12 @@ def write_results(study: str, rows: list[dict], order: list[str] | None = None) 
     lr_pat = p.get("lr_patience", 2)
     decay_text = (f" (times {decay} after {lr_pat} epoch{'s' if lr_pat != 1 else ''} without valid {vm} gain)"
                   if decay != 1.0 else "")
+    ema = p.get("ema", 0.0)  # absent from study.json files written before the weight average joined the protocol
+    ema_text = f", weights averaged (EMA, decay {ema} per step) for validation and test" if ema else ""
     head = [f"# Accuracy study: {', '.join(dict.fromkeys(r['dataset'] for r in rows))}", "",
             f"Protocol: leave-one-out, {p['train_mode']} training samples, max_len {p['max_len']}, batch "
             f"{p['batch_size']}, Adam lr {p['lr']}"
-            f"{decay_text}, CE over all items, full ranking"
+            f"{decay_text}{ema_text}, CE over all items, full ranking"
             f"{' excluding the items in the history' if p['exclude_history'] else ''}; at most {p['epochs']} epochs, "
             f"early stop after {p['patience']} without valid {vm} gain (0 = never); test metrics at the "
             f"best-valid epoch.", "",
