@@ -41,7 +41,7 @@ class TrainConfig:
     patience: int = 10  # epochs without valid improvement before stopping; 0 = never stop early
     lr_decay: float = 1.0  # multiply the lr by this after `lr_patience` epochs without valid improvement; 1 = constant lr
     lr_patience: int = 2  # epochs without improvement (since the best or the last decay) before the lr decays
-    ema: float = 0.0  # validate, select and save an exponential moving average of the weights (per-step decay, e.g. 0.999); 0 = off
+    ema: float = 0.0  # per-step decay (e.g. 0.999) of a weight average used to validate, select and save; 0 = off
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # auto | off | bf16 (auto: bf16 where the hardware has fast bf16 matmul)

@@ -122,8 +122,7 @@ def cell_config(model: str, dataset: str, seed: int, proto: Protocol, tuned: dic
          "data": {"dataset": dataset, "max_len": proto.max_len, "train_mode": proto.train_mode},
          "train": {"epochs": proto.epochs, "patience": proto.patience, "seed": seed, "batch_size": proto.batch_size,
                    "lr": proto.lr, "lr_decay": proto.lr_decay, "lr_patience": proto.lr_patience, "ema": proto.ema,
-                   "progress": False,
-                   "threads": threads},
+                   "progress": False, "threads": threads},
          "eval": {"exclude_history": proto.exclude_history, "valid_metric": proto.valid_metric},
          "model_cfg": {}}
     for key, value in (tuned or {}).items():
