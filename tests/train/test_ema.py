@@ -3,7 +3,6 @@
 import json
 import os
 
-import numpy as np
 import pytest
 import torch
 
@@ -13,16 +12,6 @@ from echorec.train import loop as tl
 
 ARGS = ["--model", "sasrec", "--hidden", "16", "--inner", "32", "--max-len", "10", "--batch-size", "32",
         "--threads", "2", "--progress", "false", "--patience", "0", "--seed", "3"]
-
-
-@pytest.fixture
-def data(tmp_path):
-    rng = np.random.default_rng(1)
-    path = tmp_path / "log.txt"
-    with open(path, "w") as f:
-        for u in range(1, 201):
-            f.write(f"{u} " + " ".join(str(int(x)) for x in rng.integers(1, 40, size=rng.integers(5, 12))) + "\n")
-    return str(path)
 
 
 def test_ema_update_by_hand():

@@ -18,18 +18,6 @@ ARGS = ["--model", "sasrec", "--hidden", "16", "--inner", "32", "--max-len", "10
         "--epochs", "3", "--threads", "2", "--progress", "false", "--checkpoint-every", "5", "--patience", "0"]
 
 
-@pytest.fixture
-def data(tmp_path):
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    path = tmp_path / "log.txt"
-    with open(path, "w") as f:
-        for u in range(1, 301):
-            f.write(f"{u} " + " ".join(str(int(x)) for x in rng.integers(1, 60, size=rng.integers(5, 15))) + "\n")
-    return str(path)
-
-
 def run(args, env=None):
     return subprocess.Popen([sys.executable, "-m", "echorec", "train", *args], env=env, stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)
