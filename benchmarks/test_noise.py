@@ -14,11 +14,13 @@ separate each run from the reference.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import math
 import os
 import sys
 
+import numpy as np
 import torch
 
 from echorec.eval.evaluate import evaluate
@@ -28,14 +30,19 @@ from echorec.train.run import load_model
 
 
 def per_user(run: str, k: int) -> tuple[str, dict[str, torch.Tensor]]:
-    """(the run's dataset, per-user HR@k and NDCG@k on its test split, each (n_users,) float64)."""
+    """(a digest of the data the run was trained on, per-user HR@k and NDCG@k on its test split, each
+    (n_users,) float64)."""
     rc, model, _ = load_model(run)
-    _, split = load_data(rc)
+    data, split = load_data(rc)
     e = rc.eval
     _, ranks = evaluate(model, split, "test", rc.data.max_len, e.eval_batch_size, (k,), e.exclude_history,
                         e.sampled, "cpu", return_ranks=True, item_chunk=e.item_chunk)
     m = per_user_metrics(ranks, (k,))
-    return rc.data.dataset, {"hr": m[f"hit@{k}"], "ndcg": m[f"ndcg@{k}"]}
+    # Pairing user i of one run with user i of another needs the same users and sequences: compare a digest of
+    # the preprocessed data, not the config's path string (runs trained from different folders name one file
+    # differently; one file read with other options gives other users).
+    digest = hashlib.sha1(np.ascontiguousarray(data.user_raw).tobytes() + np.ascontiguousarray(data.items).tobytes())
+    return digest.hexdigest()[:10], {"hr": m[f"hit@{k}"], "ndcg": m[f"ndcg@{k}"]}
 
 
 def se(x: torch.Tensor) -> float:
@@ -52,9 +59,10 @@ def main() -> None:
     a = ap.parse_args()
     k = a.k
     loaded = {os.path.basename(os.path.normpath(r)): per_user(r, k) for r in a.runs}
-    datasets = {ds for ds, _ in loaded.values()}
-    if len(datasets) > 1:  # pairing user i of one run with user i of another needs the same users
-        sys.exit(f"test_noise.py: the runs were trained on different datasets ({', '.join(sorted(datasets))})")
+    digests = {name: d for name, (d, _) in loaded.items()}
+    if len(set(digests.values())) > 1:
+        sys.exit("test_noise.py: the runs were trained on different data (digest of the preprocessed sequences: "
+                 + ", ".join(f"{name} {d}" for name, d in digests.items()) + ")")
     vals = {name: v for name, (_, v) in loaded.items()}
     n = len(next(iter(vals.values()))["hr"])
     lines = [f"Test users: {n:,}. Standard errors are over users (std / sqrt(n)).", "",
