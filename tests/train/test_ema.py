@@ -29,9 +29,9 @@ def test_saved_weights_are_the_naive_average_and_training_is_untouched(tmp_path,
     raw = []  # the trained weights after every optimizer step, in float64
     real = tl.ema_update
 
-    def record(avg, model, decay, updates):
+    def record(avg, model, decay, updates, tensors=None):
         raw.append({k: v.detach().double().clone() for k, v in model.state_dict().items()})
-        real(avg, model, decay, updates)
+        real(avg, model, decay, updates, tensors)
 
     monkeypatch.setattr(tl, "ema_update", record)
     # Rising valid scores make the last epoch the best, so model.safetensors holds the final average.

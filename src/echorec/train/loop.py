@@ -111,22 +111,34 @@ def _check_ema(t) -> None:
         raise EchorecError(f"--ema {t.ema}: use 0 (off) or a per-step decay in [0, 1), e.g. 0.999")
 
 
+def ema_tensors(avg: torch.nn.Module, model: torch.nn.Module) -> tuple[list, list, list, list]:
+    """The tensors ema_update reads and writes: (average floats, model floats, average others, model others).
+
+    They share storage with the modules, so a run builds them once: state_dict() walks every module, which
+    cost more than the update itself (0.77 of 1.12 ms per step on the 2-layer Beauty model)."""
+    fa, fm, oa, om = [], [], [], []
+    for a, p in zip(avg.state_dict().values(), model.state_dict().values()):
+        if a.is_floating_point():
+            fa.append(a), fm.append(p)
+        else:
+            oa.append(a), om.append(p)
+    return fa, fm, oa, om
+
+
 @torch.no_grad()
-def ema_update(avg: torch.nn.Module, model: torch.nn.Module, decay: float, updates: int) -> None:
+def ema_update(avg: torch.nn.Module, model: torch.nn.Module, decay: float, updates: int,
+               tensors: tuple[list, list, list, list] | None = None) -> None:
     """avg <- d * avg + (1 - d) * model, with d = min(decay, (1 + n) / (10 + n)) after n earlier updates.
 
     The warm-up term (the num_updates rule of TensorFlow's ExponentialMovingAverage) keeps the random
-    initial weights from dominating the average of the first few hundred steps. Integer buffers are copied."""
+    initial weights from dominating the average of the first few hundred steps. Integer buffers are copied.
+    `tensors`: ema_tensors(avg, model), built once by a caller that updates every step."""
     d = min(decay, (1 + updates) / (10 + updates))
-    floats_a, floats_p = [], []
-    for a, p in zip(avg.state_dict().values(), model.state_dict().values()):
-        if a.is_floating_point():
-            floats_a.append(a)
-            floats_p.append(p)
-        else:
-            a.copy_(p)
+    fa, fm, oa, om = tensors if tensors is not None else ema_tensors(avg, model)
     # One fused lerp over all tensors (a few kernels) instead of one per tensor: it runs every step.
-    torch._foreach_lerp_(floats_a, floats_p, 1 - d)
+    torch._foreach_lerp_(fa, fm, 1 - d)
+    for a, p in zip(oa, om):
+        a.copy_(p)
 
 
 def _metric_key(e) -> str:
@@ -218,6 +230,7 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
         elif c is not None:
             say("[echorec] the checkpoint holds no weight average: --ema starts averaging from its weights")
     eval_model = ema_model if ema_model is not None else model
+    ema_pairs = ema_tensors(ema_model, model) if ema_model is not None else None
     cfg_dict = run_config_to_dict(rc)
 
     def checkpoint():
@@ -257,7 +270,7 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
             opt.step()
             if ema_model is not None:
-                ema_update(ema_model, model, t.ema, loop["ema_updates"])
+                ema_update(ema_model, model, t.ema, loop["ema_updates"], ema_pairs)
                 loop["ema_updates"] += 1
             n = len(batch)
             loop["loss_sum"] += loss.item() * n
