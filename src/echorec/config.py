@@ -42,6 +42,9 @@ class TrainConfig:
     lr_decay: float = 1.0  # multiply the lr by this after `lr_patience` epochs without valid improvement; 1 = constant lr
     lr_patience: int = 2  # epochs without improvement (since the best or the last decay) before the lr decays
     ema: float = 0.0  # per-step decay (e.g. 0.999) of a weight average used to validate, select and save; 0 = off
+    # The average's decay at step n is min(ema, (1 + n) / (ema_warmup + n)): until that reaches `ema`
+    # (step (ema_warmup - 1) / (1 - ema) - ema_warmup) the average's mean age is about n / ema_warmup steps.
+    ema_warmup: float = 10.0
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # auto | off | bf16 (auto: bf16 where the hardware has fast bf16 matmul)

@@ -25,13 +25,29 @@ def test_ema_update_by_hand():
     assert model.weight.item() == 3.0  # the model is read, never written
 
 
-def test_saved_weights_are_the_naive_average_and_training_is_untouched(tmp_path, data, monkeypatch):
+def test_warmup_2_is_the_running_mean_until_the_decay_binds():
+    avg, model = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    seen = [0.0]
+    with torch.no_grad():
+        avg.weight.fill_(0.0)
+        for n, w in enumerate([4.0, -2.0, 7.0, 1.0]):
+            model.weight.fill_(w)
+            seen.append(w)
+            tl.ema_update(avg, model, 0.99, n, warmup=2.0)
+            assert avg.weight.item() == pytest.approx(sum(seen) / len(seen))
+        model.weight.fill_(10.0)
+        tl.ema_update(avg, model, 0.5, 4, warmup=2.0)  # d = min(0.5, 5/6): the decay binds
+        assert avg.weight.item() == pytest.approx(0.5 * 2.0 + 0.5 * 10.0)
+
+
+@pytest.mark.parametrize("warmup", [None, 3.0])
+def test_saved_weights_are_the_naive_average_and_training_is_untouched(tmp_path, data, monkeypatch, warmup):
     raw = []  # the trained weights after every optimizer step, in float64
     real = tl.ema_update
 
-    def record(avg, model, decay, updates, tensors=None):
+    def record(avg, model, decay, updates, tensors=None, warmup=10.0):
         raw.append({k: v.detach().double().clone() for k, v in model.state_dict().items()})
-        real(avg, model, decay, updates, tensors)
+        real(avg, model, decay, updates, tensors, warmup)
 
     monkeypatch.setattr(tl, "ema_update", record)
     # Rising valid scores make the last epoch the best, so model.safetensors holds the final average.
@@ -48,11 +64,12 @@ def test_saved_weights_are_the_naive_average_and_training_is_untouched(tmp_path,
     real_build = tl.build_model
     monkeypatch.setattr(tl, "build_model", keep_init)
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    assert main(["train", "--dataset", data, *ARGS, "--epochs", "2", "--ema", "0.95", "--out", a]) == 0
+    extra = ["--ema-warmup", str(warmup)] if warmup else []
+    assert main(["train", "--dataset", data, *ARGS, "--epochs", "2", "--ema", "0.95", *extra, "--out", a]) == 0
     saved = ck.load_weights(os.path.join(a, "model.safetensors"))
     naive = dict(init)
     for n, w in enumerate(raw):
-        d = min(0.95, (1 + n) / (10 + n))
+        d = min(0.95, (1 + n) / ((warmup or 10) + n))
         naive = {k: d * naive[k] + (1 - d) * w[k] for k in naive}
     assert len(raw) > 20 and set(saved) == set(naive)
     for k in saved:
@@ -91,4 +108,14 @@ def test_bad_ema_is_refused_before_anything_is_written(tmp_path, data, capsys, b
     assert main(["train", "--dataset", data, *ARGS, "--epochs", "1", "--ema", bad, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"--ema {float(bad)}" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("bad", ["1", "0.5", "-3"])
+def test_bad_ema_warmup_is_refused_before_anything_is_written(tmp_path, data, capsys, bad):
+    out = tmp_path / "x"
+    args = ["train", "--dataset", data, *ARGS, "--epochs", "1", "--ema", "0.9", "--ema-warmup", bad, "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"--ema-warmup {float(bad)}" in err and "Traceback" not in err
     assert not out.exists()

@@ -109,6 +109,9 @@ def _check_lr_decay(t) -> None:
 def _check_ema(t) -> None:
     if not 0 <= t.ema < 1:
         raise EchorecError(f"--ema {t.ema}: use 0 (off) or a per-step decay in [0, 1), e.g. 0.999")
+    if not t.ema_warmup > 1:
+        raise EchorecError(f"--ema-warmup {t.ema_warmup}: must be above 1 (at 1 the average never leaves the "
+                           "initial weights); 10 is TensorFlow's rule, 2 a plain running mean until the decay binds")
 
 
 def ema_tensors(avg: torch.nn.Module, model: torch.nn.Module) -> tuple[list, list, list, list]:
@@ -127,13 +130,18 @@ def ema_tensors(avg: torch.nn.Module, model: torch.nn.Module) -> tuple[list, lis
 
 @torch.no_grad()
 def ema_update(avg: torch.nn.Module, model: torch.nn.Module, decay: float, updates: int,
-               tensors: tuple[list, list, list, list] | None = None) -> None:
-    """avg <- d * avg + (1 - d) * model, with d = min(decay, (1 + n) / (10 + n)) after n earlier updates.
+               tensors: tuple[list, list, list, list] | None = None, warmup: float = 10.0) -> None:
+    """avg <- d * avg + (1 - d) * model, with d = min(decay, (1 + n) / (warmup + n)) after n earlier updates.
 
-    The warm-up term (the num_updates rule of TensorFlow's ExponentialMovingAverage) keeps the random
-    initial weights from dominating the average of the first few hundred steps. Integer buffers are copied.
-    `tensors`: ema_tensors(avg, model), built once by a caller that updates every step."""
-    d = min(decay, (1 + updates) / (10 + updates))
+    The warm-up term (with warmup 10, the num_updates rule of TensorFlow's ExponentialMovingAverage) keeps
+    the random initial weights out of the average. It is not short: it binds until step
+    (warmup - 1) / (1 - decay) - warmup (8990 for 0.999 and 10: 17.5 epochs of Beauty's 513 steps), and
+    until then step k's weight in the average grows like k^(warmup - 2), so the average's mean age is
+    about n / warmup steps. Warmup 2 makes it the plain mean of the initial weights and every step's
+    until the decay binds (step 998 for 0.999).
+    Integer buffers are copied. `tensors`: ema_tensors(avg, model), built once by a caller that updates
+    every step."""
+    d = min(decay, (1 + updates) / (warmup + updates))
     fa, fm, oa, om = tensors if tensors is not None else ema_tensors(avg, model)
     # One fused lerp over all tensors (a few kernels) instead of one per tensor: it runs every step.
     torch._foreach_lerp_(fa, fm, 1 - d)
@@ -270,7 +278,7 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
             opt.step()
             if ema_model is not None:
-                ema_update(ema_model, model, t.ema, loop["ema_updates"], ema_pairs)
+                ema_update(ema_model, model, t.ema, loop["ema_updates"], ema_pairs, t.ema_warmup)
                 loop["ema_updates"] += 1
             n = len(batch)
             loop["loss_sum"] += loss.item() * n
