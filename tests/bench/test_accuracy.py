@@ -131,15 +131,20 @@ def test_lr_decay_is_part_of_the_protocol(tmp_path, tiny):
 
 def test_ema_is_part_of_the_protocol(tmp_path, tiny):
     study = str(tmp_path / "study")
-    run_study(study, ["sasrec"], [tiny], [1], Protocol(epochs=1, patience=0, ema=0.9), log=lambda m: None)
+    run_study(study, ["sasrec"], [tiny], [1], Protocol(epochs=1, patience=0, ema=0.9, ema_warmup=3.0),
+              log=lambda m: None)
     run = os.path.join(study, "runs", "tiny", "sasrec", "seed1")
-    assert json.load(open(os.path.join(run, "config.json")))["train"]["ema"] == 0.9
-    assert "weights averaged (EMA, decay 0.9 per step)" in open(os.path.join(study, "results.md")).read()
+    train = json.load(open(os.path.join(run, "config.json")))["train"]
+    assert train["ema"] == 0.9 and train["ema_warmup"] == 3.0
+    assert "weights averaged (EMA, decay min(0.9, (1 + n) / (3 + n)) at step n)" in open(
+        os.path.join(study, "results.md")).read()
     from echorec.train.checkpoint import load_checkpoint
 
     assert load_checkpoint(os.path.join(run, "checkpoint.safetensors"))["ema"] is not None  # it really averaged
     with pytest.raises(EchorecError, match="ema 0.9 -> 0.0"):
         run_study(study, ["sasrec"], [tiny], [1], Protocol(epochs=1, patience=0), log=lambda m: None)
+    with pytest.raises(EchorecError, match="ema_warmup 3.0 -> 10.0"):
+        run_study(study, ["sasrec"], [tiny], [1], Protocol(epochs=1, patience=0, ema=0.9), log=lambda m: None)
 
 
 def test_same_seed_same_metrics(tmp_path, tiny):
@@ -156,7 +161,8 @@ def test_user_mistakes_fail_before_the_study_folder_exists(tmp_path, tiny):
             (["sasrec"], [tiny], Protocol(epochs=1, valid_metric="ndcg10"), "valid-metric"),
             (["echomamba4rec"], [tiny], Protocol(epochs=1, train_mode="all"), "needs a causal model"),
             (["sasrec"], [tiny], Protocol(epochs=1, lr_decay=0.0), "lr-decay"),
-            (["sasrec"], [tiny], Protocol(epochs=1, ema=1.0), "--ema 1.0")]:
+            (["sasrec"], [tiny], Protocol(epochs=1, ema=1.0), "--ema 1.0"),
+            (["sasrec"], [tiny], Protocol(epochs=1, ema=0.9, ema_warmup=1.0), "--ema-warmup 1.0")]:
         study = str(tmp_path / "s")
         with pytest.raises(EchorecError, match=msg):
             run_study(study, models, datasets, [1], proto, log=lambda m: None)

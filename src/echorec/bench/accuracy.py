@@ -32,7 +32,7 @@ from echorec.errors import EchorecError
 METRICS = [f"{m}@{k}" for m in ("hit", "ndcg", "mrr") for k in (5, 10, 20)]
 HEADER = {"hit": "HR", "ndcg": "NDCG", "mrr": "MRR"}
 PROTOCOL_KEYS = ("epochs", "patience", "max_len", "batch_size", "lr", "exclude_history", "train_mode", "valid_metric",
-                 "lr_decay", "lr_patience", "ema")
+                 "lr_decay", "lr_patience", "ema", "ema_warmup")
 
 
 @dataclass
@@ -48,6 +48,7 @@ class Protocol:
     lr_decay: float = 1.0  # lr times this after lr_patience epochs without a valid gain; 1 = constant (RecBole's way)
     lr_patience: int = 2
     ema: float = 0.0  # validate and keep a moving average of the weights (per-step decay); 0 = off (RecBole's way)
+    ema_warmup: float = 10.0  # the average's decay at step n is min(ema, (1 + n) / (ema_warmup + n))
 
 
 def dataset_label(ds: str) -> str:
@@ -122,6 +123,7 @@ def cell_config(model: str, dataset: str, seed: int, proto: Protocol, tuned: dic
          "data": {"dataset": dataset, "max_len": proto.max_len, "train_mode": proto.train_mode},
          "train": {"epochs": proto.epochs, "patience": proto.patience, "seed": seed, "batch_size": proto.batch_size,
                    "lr": proto.lr, "lr_decay": proto.lr_decay, "lr_patience": proto.lr_patience, "ema": proto.ema,
+                   "ema_warmup": proto.ema_warmup,
                    "progress": False, "threads": threads},
          "eval": {"exclude_history": proto.exclude_history, "valid_metric": proto.valid_metric},
          "model_cfg": {}}
@@ -301,7 +303,9 @@ def write_results(study: str, rows: list[dict], order: list[str] | None = None) 
     decay_text = (f" (times {decay} after {lr_pat} epoch{'s' if lr_pat != 1 else ''} without valid {vm} gain)"
                   if decay != 1.0 else "")
     ema = p.get("ema", 0.0)  # absent from study.json files written before the weight average joined the protocol
-    ema_text = f", weights averaged (EMA, decay {ema} per step) for validation and test" if ema else ""
+    warm = p.get("ema_warmup", 10.0)  # absent before the warm-up became a setting: it was 10
+    ema_text = (f", weights averaged (EMA, decay min({ema}, (1 + n) / ({warm:g} + n)) at step n) for validation and test"
+                if ema else "")
     head = [f"# Accuracy study: {', '.join(dict.fromkeys(r['dataset'] for r in rows))}", "",
             f"Protocol: leave-one-out, {p['train_mode']} training samples, max_len {p['max_len']}, batch "
             f"{p['batch_size']}, Adam lr {p['lr']}"
