@@ -41,7 +41,9 @@ def per_user(run: str, k: int) -> tuple[str, dict[str, torch.Tensor]]:
     # Pairing user i of one run with user i of another needs the same users and sequences: compare a digest of
     # the preprocessed data, not the config's path string (runs trained from different folders name one file
     # differently; one file read with other options gives other users).
-    digest = hashlib.sha1(np.ascontiguousarray(data.user_raw).tobytes() + np.ascontiguousarray(data.items).tobytes())
+    digest = hashlib.sha1()
+    for part in (data.user_raw, data.offsets, data.items):  # offsets: where each user's sequence starts
+        digest.update(np.ascontiguousarray(part).tobytes())
     return digest.hexdigest()[:10], {"hr": m[f"hit@{k}"], "ndcg": m[f"ndcg@{k}"]}
 
 
