@@ -54,6 +54,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # also checkpoint every N steps (0: at epoch ends only)
     loss: str = "full"  # full: CE over all items | sampled: CE over the target + `negatives` sampled items
     negatives: int = 1000  # sampled-softmax negatives per step (uniform, shared by the batch)
+    label_smoothing: float = 0.0  # full CE only: the target keeps 1 - s of its mass, s is spread over all items
     compile: bool = False  # torch.compile the model (pays off on GPUs; first steps are slow)
 
 

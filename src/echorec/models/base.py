@@ -3,7 +3,8 @@
     encode(seq)  (B, L) int64, left-padded, 0 = pad  ->  (B, L, D)
     score(h)     (..., D)                            ->  (..., n_items) over ALL items (column j = item j+1)
     loss(batch)  scalar; default: CE of the last position's scores vs. the next item, or, in "all"
-                 mode (batch.targets set), CE at every real position (valid for causal models only)
+                 mode (batch.targets set), CE at every real position (valid for causal models only);
+                 batch.label_smoothing moves that share of the target's mass evenly onto all items
 
 Left padding puts every sequence's most recent item at column -1, so `encode(seq)[:, -1]` is the
 user representation whatever the lengths in the batch.
@@ -52,9 +53,9 @@ class SequentialRecommender(nn.Module):
             h = self.encode(batch.seq)  # (B, L, D)
             real = batch.targets > 0
             logits = self.score(h[real])  # (n_real, n_items)
-            return F.cross_entropy(logits.float(), batch.targets[real] - 1)
+            return F.cross_entropy(logits.float(), batch.targets[real] - 1, label_smoothing=batch.label_smoothing)
         logits = self.predict(batch.seq)  # (B, n_items)
-        return F.cross_entropy(logits.float(), batch.target - 1)
+        return F.cross_entropy(logits.float(), batch.target - 1, label_smoothing=batch.label_smoothing)
 
     def sampled_loss(self, batch) -> torch.Tensor:
         """Sampled softmax: CE over the target and K uniform negatives shared by the batch, instead of

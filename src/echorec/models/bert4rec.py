@@ -93,4 +93,4 @@ class BERT4Rec(SequentialRecommender):
         inputs, labels = self.cloze(batch.seq, batch.target)
         h = self.encode(inputs)
         sel = labels > 0
-        return F.cross_entropy(self.score(h[sel]).float(), labels[sel] - 1)
+        return F.cross_entropy(self.score(h[sel]).float(), labels[sel] - 1, label_smoothing=batch.label_smoothing)

@@ -114,6 +114,14 @@ def _check_ema(t) -> None:
                            "initial weights); 10 is TensorFlow's rule, 2 a plain running mean until the decay binds")
 
 
+def _check_label_smoothing(t) -> None:
+    if not 0 <= t.label_smoothing < 1:
+        raise EchorecError(f"--label-smoothing {t.label_smoothing}: use a share in [0, 1), e.g. 0.1 (0 = off)")
+    if t.label_smoothing and t.loss == "sampled":
+        # Smoothing over a sampled set would spread mass onto a few random items, not the catalog: another loss.
+        raise EchorecError("--label-smoothing applies to the full-softmax loss; use it with --loss full")
+
+
 def ema_tensors(avg: torch.nn.Module, model: torch.nn.Module) -> tuple[list, list, list, list]:
     """The tensors ema_update reads and writes: (average floats, model floats, average others, model others).
 
@@ -176,6 +184,7 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
     metric_key = _metric_key(e)
     _check_lr_decay(t)
     _check_ema(t)
+    _check_label_smoothing(t)
     opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     start, end = split.train_samples(d.train_mode, d.max_len)
     if len(start) == 0:
@@ -261,6 +270,7 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
             if world > 1:
                 idx = idx[rank::world]
             batch = batches.make(idx)
+            batch.label_smoothing = t.label_smoothing
             if t.loss == "sampled":
                 batch.negatives = torch.randint(1, split.n_items + 1, (t.negatives,))
             batch = batch.to(device)
@@ -382,6 +392,7 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
     _check_mode(rc, get_model_class(rc.model))  # the class says whether it is causal: nothing to build
     _check_lr_decay(rc.train)
     _check_ema(rc.train)
+    _check_label_smoothing(rc.train)
     if os.path.exists(out) and not os.path.isdir(out):
         raise EchorecError(f"--out {out}: exists and is not a folder")
     if resume:
