@@ -137,7 +137,7 @@ def validate(models: list[str], datasets: list[str], proto: Protocol) -> None:
     """Every user mistake (model, dataset, protocol value) fails here, before the study folder is made."""
     from echorec.data.datasets import resolve
     from echorec.registry import get_model_class
-    from echorec.train.loop import _check_ema, _check_lr_decay, _check_mode, _metric_key
+    from echorec.train.loop import _check_mode, _metric_key, check_train_settings
 
     if not models or not datasets:
         raise EchorecError("a study needs at least one model and one dataset")
@@ -146,8 +146,7 @@ def validate(models: list[str], datasets: list[str], proto: Protocol) -> None:
     for m in models:
         rc = cell_config(m, datasets[0], 0, proto)
         _metric_key(rc.eval)
-        _check_lr_decay(rc.train)
-        _check_ema(rc.train)
+        check_train_settings(rc.train)
         _check_mode(rc, get_model_class(m))
 
 

@@ -122,6 +122,13 @@ def _check_label_smoothing(t) -> None:
         raise EchorecError("--label-smoothing applies to the full-softmax loss; use it with --loss full")
 
 
+def check_train_settings(t) -> None:
+    """Every check of a TrainConfig's values that needs no data or model; callers run it before writing."""
+    _check_lr_decay(t)
+    _check_ema(t)
+    _check_label_smoothing(t)
+
+
 def ema_tensors(avg: torch.nn.Module, model: torch.nn.Module) -> tuple[list, list, list, list]:
     """The tensors ema_update reads and writes: (average floats, model floats, average others, model others).
 
@@ -182,9 +189,7 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
     model = build_model(rc.model, split.n_items, rc.model_cfg, max_len=d.max_len).to(device)
     _check_mode(rc, model)
     metric_key = _metric_key(e)
-    _check_lr_decay(t)
-    _check_ema(t)
-    _check_label_smoothing(t)
+    check_train_settings(t)
     opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     start, end = split.train_samples(d.train_mode, d.max_len)
     if len(start) == 0:
@@ -390,9 +395,7 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
                            f"or --resume {out} to continue it")
     data, split = load_data(rc)
     _check_mode(rc, get_model_class(rc.model))  # the class says whether it is causal: nothing to build
-    _check_lr_decay(rc.train)
-    _check_ema(rc.train)
-    _check_label_smoothing(rc.train)
+    check_train_settings(rc.train)
     if os.path.exists(out) and not os.path.isdir(out):
         raise EchorecError(f"--out {out}: exists and is not a folder")
     if resume:
