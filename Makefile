@@ -1,5 +1,5 @@
 # Shortcuts for the README's commands.
-.PHONY: install test demo bench-recbole
+.PHONY: install test demo
 install:
 	pip install -e ".[dev]"
 test:

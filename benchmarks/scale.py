@@ -44,6 +44,7 @@ def synthetic(n_items: int, n_users: int, seed: int = 0):
 
 def child(what: str, n_items: int, n_users: int, chunk: int) -> None:
     from echorec.data.split import BatchIterator, leave_one_out
+    from echorec.config import EvalConfig
     from echorec.eval.evaluate import evaluate
     from echorec.models.sasrec import SASRec, SASRecConfig
 
@@ -72,7 +73,7 @@ def child(what: str, n_items: int, n_users: int, chunk: int) -> None:
         t0 = time.perf_counter()
         sub = split
         sub.eval_users = split.eval_users[:2048]
-        evaluate(model, sub, "test", 50, batch_size=256, item_chunk=chunk)
+        evaluate(model, sub, "test", EvalConfig(eval_batch_size=256, item_chunk=chunk), 50)
         sec = time.perf_counter() - t0
     print(json.dumps({"what": what, "peak_rise_mib": rss("VmHWM") - base, "params_mib": params_mib, "seconds": sec}))
 
@@ -92,8 +93,7 @@ def main():
                               str(args.users), "--chunk", str(args.chunk)], capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     p = rows[0]["params_mib"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    commit = sysinfo.git_commit()
     lines = [f"`python benchmarks/scale.py`, commit {commit}, {sysinfo.machine()}, "
              f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'default')}.", "",
              f"Synthetic catalog: {args.items:,} items x {args.users:,} users; SASRec (hidden 64): parameters "

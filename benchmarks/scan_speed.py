@@ -118,8 +118,7 @@ def main():
             sec, mem = measure(name, L, args.batch, args.repeats)
             rows.append({"layer": name, "L": L, "seconds": sec, "peak_mib": mem})
             print(f"L={L:4d}  {name:20s} {sec * 1000:9.1f} ms   peak +{mem:8.1f} MiB", flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
+    commit = sysinfo.git_commit()
     machine = f"{sysinfo.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "scan_speed.csv"), "w", newline="") as f:

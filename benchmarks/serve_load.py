@@ -100,8 +100,7 @@ def main():
     finally:
         server.terminate()
         server.wait(timeout=10)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
+    commit = sysinfo.git_commit()
     lines = [f"`echorec serve` load test: {model['model']} on {model['dataset']} ({model['n_items']} items), "
              f"loopback, {args.requests} requests per level, histories of 1-50 items, k=10; "
              f"{sysinfo.machine()}; commit {commit}.", "",

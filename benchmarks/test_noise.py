@@ -14,6 +14,7 @@ separate each run from the reference.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import itertools
 import math
@@ -25,18 +26,17 @@ import torch
 
 from echorec.eval.evaluate import evaluate
 from echorec.eval.metrics import per_user_metrics
-from echorec.train.loop import load_data
-from echorec.train.run import load_model
+from echorec.data.split import load_split
+from echorec.runfolder import RunFolder
 
 
 def per_user(run: str, k: int) -> tuple[str, dict[str, torch.Tensor]]:
     """(a digest of the data the run was trained on, per-user HR@k and NDCG@k on its test split, each
     (n_users,) float64)."""
-    rc, model, _ = load_model(run)
-    data, split = load_data(rc)
-    e = rc.eval
-    _, ranks = evaluate(model, split, "test", rc.data.max_len, e.eval_batch_size, (k,), e.exclude_history,
-                        e.sampled, "cpu", return_ranks=True, item_chunk=e.item_chunk)
+    rc, model, _ = RunFolder(run).load_model()
+    data, split = load_split(rc.data)
+    e = dataclasses.replace(rc.eval, ks=[k])
+    _, ranks = evaluate(model, split, "test", e, rc.data.max_len, "cpu", return_ranks=True)
     m = per_user_metrics(ranks, (k,))
     # Pairing user i of one run with user i of another needs the same users and sequences: compare a digest of
     # the preprocessed data, not the config's path string (runs trained from different folders name one file

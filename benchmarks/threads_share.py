@@ -22,7 +22,7 @@ def child(seconds: float, q) -> None:
 
     torch.set_num_threads(1)
     from echorec.data.split import Batch
-    from echorec.registry import build_model
+    from echorec.models import build_model
 
     torch.manual_seed(0)
     model = build_model("echomamba4rec", 12101, {"layers": 2})

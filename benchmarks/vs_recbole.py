@@ -110,15 +110,16 @@ def run_echorec(epochs: int, mode: str, batch_size: int = 256, target_ndcg: floa
                 max_seconds: float | None = None, seed: int = 42, model: str = "sasrec", **train) -> dict:
     from echorec.config import RunConfig, TrainConfig
     from echorec.eval.evaluate import evaluate
-    from echorec.registry import get_model_class
-    from echorec.train.loop import load_data, train_model
+    from echorec.data.split import load_split
+    from echorec.models import get_model_class
+    from echorec.train.loop import train_model
 
     # Every echorec default below equals the RecBole setting it is compared with (see ZOO).
     rc = RunConfig(model=model, model_cfg=get_model_class(model).Config(),
                    train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=1e-3, patience=0, progress=False,
                                      seed=seed, **train))
     rc.data.train_mode = mode
-    _, split = load_data(rc)
+    _, split = load_split(rc.data)
     curve = []
     t0 = time.perf_counter()
 
@@ -127,7 +128,7 @@ def run_echorec(epochs: int, mode: str, batch_size: int = 256, target_ndcg: floa
 
     def peek(epoch, model, row):
         wall = time.perf_counter() - t0
-        test = evaluate(model, split, "test", 50)
+        test = evaluate(model, split, "test", None, 50)
         ndcg = test["ndcg@10"]
         curve.append({"epoch": epoch, "wall": wall, "test_ndcg@10": ndcg, "epoch_seconds": row["seconds"],
                       "test": test})
@@ -155,10 +156,9 @@ ZOO = {
 
 
 def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
-    except OSError:
-        return "unknown"
+    from echorec.sysinfo import git_commit as commit
+
+    return commit()
 
 
 def median(xs):

@@ -7,65 +7,32 @@ and exit with status 2.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 
-from echorec.config import (DataConfig, EvalConfig, RunConfig, TrainConfig, coerce, flag_fields, from_dict,
-                            run_config_from_dict)
+from echorec.config import SECTIONS, DataConfig, RunConfig, run_config_from_dict, with_overrides
 from echorec.errors import EchorecError
-
-SECTIONS = (("data", DataConfig), ("train", TrainConfig), ("eval", EvalConfig))
-# Settings a resumed run may change: how long it goes on and how it runs, never what it computes
-# (an interrupted run resumed with the same settings is bit-identical to an uninterrupted one).
-RESUME_MAY_CHANGE = {"train.epochs", "train.patience", "train.threads", "train.progress", "train.checkpoint_every"}
-
-
-class _Parser(argparse.ArgumentParser):
-    def __init__(self, *args, **kwargs):
-        # No prefix matching: model flags are only known after a first pass, and in that pass a
-        # model flag such as BSARec's --c would silently match --config.
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message):  # one line, status 2, like every other user mistake
-        raise EchorecError(f"{self.prog}: {message}")
-
-
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+from echorec.fields import Parser, add_flags, flag_fields, from_dict, validate
 
 
 def _add_config_flags(p, model_cls):
+    """One flag per field of the data/train/eval sections and of the model's Config, in a group each."""
     seen = {"--model", "--out", "--config"}
-    groups = [(sec, cls) for sec, cls in SECTIONS] + [("model_cfg", model_cls.Config)]
-    for sec, cls in groups:
-        g = p.add_argument_group(f"{sec} settings" if sec != "model_cfg" else f"{model_cls.name} settings")
-        for flag, name, tp, default in flag_fields(cls):
-            if flag in seen:
-                raise RuntimeError(f"config field {sec}.{name} clashes with another flag {flag}")
-            seen.add(flag)
-            g.add_argument(flag, dest=f"{sec}.{name}", default=None, metavar=_type_name(tp).upper(),
-                           help=f"(default: {default})")
+    groups = [(sec, cls, f"{sec} settings") for sec, cls in SECTIONS]
+    groups.append(("model_cfg", model_cls.Config, f"{model_cls.name} settings"))
+    for sec, cls, title in groups:
+        clash = seen & {flag for flag, *_ in flag_fields(cls)}
+        if clash:
+            raise RuntimeError(f"config fields of {sec} clash with other flags: {sorted(clash)}")
+        seen.update(add_flags(p.add_argument_group(title), cls, sec))
 
 
 def build_run_config(args: dict, model: str, base: dict | None = None) -> RunConfig:
-    from echorec.registry import get_model_class
-
-    cls = get_model_class(model)
-    d = {"model": model, "data": {}, "train": {}, "eval": {}, "model_cfg": {}}
-    if base:
-        for k in ("data", "train", "eval", "model_cfg"):
-            d[k].update(base.get(k, {}))
-    for key, value in args.items():
-        if value is None or "." not in key:
-            continue
-        sec, name = key.split(".", 1)
-        d[sec][name] = value
-    rc = run_config_from_dict(d, where="flags")
-    _ = cls  # model_cfg was built from the model's own Config by run_config_from_dict
-    return rc
+    """The RunConfig of a config file's dict `base` (or the defaults) with the flags given in `args`."""
+    d = {"model": model, **{k: dict((base or {}).get(k, {})) for k in ("data", "train", "eval", "model_cfg")}}
+    given = {k: v for k, v in args.items() if v is not None and "." in k}
+    return run_config_from_dict(with_overrides(d, given), where="flags")
 
 
 def _metrics_table(metrics: dict, ks=(5, 10, 20)) -> str:
@@ -84,13 +51,13 @@ def _metrics_table(metrics: dict, ks=(5, 10, 20)) -> str:
 
 
 def cmd_train(argv):
-    pre = _Parser(prog="echorec train", add_help=False)
+    pre = Parser(prog="echorec train", add_help=False)
     pre.add_argument("--model", default=None)
     pre.add_argument("--config", default=None)
     pre.add_argument("--resume", default=None)
     known, _ = pre.parse_known_args(argv)
     base = None
-    from echorec.train.checkpoint import read_json
+    from echorec.fsio import read_json
 
     if known.resume:
         base = read_json(os.path.join(known.resume, "config.json"))
@@ -98,10 +65,10 @@ def cmd_train(argv):
     elif known.config:
         base = read_json(known.config)
     model = known.model or (base or {}).get("model", "sasrec")
-    from echorec.registry import get_model_class
+    from echorec.models import get_model_class
 
     model_cls = get_model_class(model)
-    p = _Parser(prog="echorec train", description="Train a model and write a run folder.")
+    p = Parser(prog="echorec train", description="Train a model and write a run folder.")
     p.add_argument("--model", default=model, help="registered model name (see `echorec models`)")
     p.add_argument("--out", required=not known.resume, help="run folder to write (config, weights, metrics, history)")
     p.add_argument("--config", default=None, help="JSON file with data/train/eval/model_cfg sections")
@@ -115,18 +82,12 @@ def cmd_train(argv):
     from echorec.train.loop import run_training
 
     if known.resume:
-        from echorec.config import run_config_to_dict
+        from echorec.runfolder import RunFolder
+        from echorec.train.resume import check_resume_config
 
         if args["out"] not in (None, known.resume):
             raise EchorecError("--resume DIR continues in DIR; drop --out")
-        saved, asked = run_config_to_dict(run_config_from_dict(base)), run_config_to_dict(rc)
-        diff = [f"{sec}.{k}" for sec in saved if isinstance(saved[sec], dict)
-                for k in saved[sec] if saved[sec][k] != asked[sec].get(k) and f"{sec}.{k}" not in RESUME_MAY_CHANGE]
-        if saved["model"] != asked["model"]:
-            diff.insert(0, "model")
-        if diff:
-            raise EchorecError(f"--resume {known.resume}: the run was trained with another config "
-                               f"(differs in {', '.join(diff)}); resume with the same settings")
+        check_resume_config(RunFolder(known.resume), rc)
         metrics = run_training(rc, known.resume, resume=True)
         out = known.resume
     else:
@@ -144,12 +105,12 @@ def cmd_train(argv):
 
 
 def cmd_evaluate(argv):
-    p = _Parser(prog="echorec evaluate", description="Reload a run folder and evaluate it.")
+    p = Parser(prog="echorec evaluate", description="Reload a run folder and evaluate it.")
     p.add_argument("--run", required=True)
     p.add_argument("--split", choices=["valid", "test"], default="test")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     args = p.parse_args(argv)
-    from echorec.train.run import evaluate_run
+    from echorec.eval.evaluate import evaluate_run
 
     m, saved = evaluate_run(args.run, args.split)
     if args.json:
@@ -163,13 +124,11 @@ def cmd_evaluate(argv):
 
 
 def cmd_data(argv):
-    p = _Parser(prog="echorec data", description="Inspect datasets.")
+    p = Parser(prog="echorec data", description="Inspect datasets.")
     sub = p.add_subparsers(dest="what", required=True)
     info = sub.add_parser("info", help="users, items, interactions, length statistics")
     info.add_argument("dataset")
-    for flag, name, tp, default in flag_fields(DataConfig):
-        if name not in ("dataset", "max_len", "train_mode"):
-            info.add_argument(flag, dest=name, default=default)
+    add_flags(info, DataConfig, "data", skip=("dataset", "max_len", "train_mode"))
     sub.add_parser("list", help="named datasets")
     args = p.parse_args(argv)
     from echorec.data.datasets import NAMED
@@ -178,9 +137,9 @@ def cmd_data(argv):
         for name, ds in NAMED.items():
             print(f"{name:10s} {ds.description}")
         return
-    fields = {name: coerce(getattr(args, name), tp, f"--{name}") for _, name, tp, _ in flag_fields(DataConfig)
-              if hasattr(args, name)}
-    dc = from_dict(DataConfig, {"dataset": args.dataset, **fields})
+    given = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("data.") and v is not None}
+    dc = from_dict(DataConfig, {"dataset": args.dataset, **given}, where="flags")
+    validate(dc)
     from echorec.data.datasets import resolve
     from echorec.data.preprocess import load_sequences
 
@@ -199,7 +158,7 @@ def cmd_data(argv):
 
 
 def cmd_recommend(argv):
-    p = _Parser(prog="echorec recommend", description="Recommend the next items for one history (JSON out).")
+    p = Parser(prog="echorec recommend", description="Recommend the next items for one history (JSON out).")
     p.add_argument("--run", required=True)
     p.add_argument("--history", default="", help="raw item ids, oldest first, comma-separated")
     p.add_argument("-k", type=int, default=10)
@@ -213,7 +172,7 @@ def cmd_recommend(argv):
 
 
 def cmd_serve(argv):
-    p = _Parser(prog="echorec serve", description="HTTP service: POST /recommend, /recommend/batch; GET /health, /model")
+    p = Parser(prog="echorec serve", description="HTTP service: POST /recommend, /recommend/batch; GET /health, /model")
     p.add_argument("--run", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -228,7 +187,7 @@ def cmd_serve(argv):
 
 
 def cmd_export(argv):
-    p = _Parser(prog="echorec export", description="TorchScript of encoder + top-k (torch.jit.load to use it).")
+    p = Parser(prog="echorec export", description="TorchScript of encoder + top-k (torch.jit.load to use it).")
     p.add_argument("--run", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("-k", type=int, default=10)
@@ -239,25 +198,17 @@ def cmd_export(argv):
 
 
 def _protocol_flags(p):
-    """The study protocol's fields as flags (shared by `bench accuracy` and `tune`, which must agree)."""
-    from dataclasses import fields
+    """The study protocol's settings as flags (shared by `bench accuracy` and `tune`, which must agree): every
+    data/train/eval field that is not set per cell."""
+    from echorec.bench.accuracy import PER_CELL
 
-    from echorec.bench.accuracy import Protocol
-
-    d = Protocol()
-    for f in fields(Protocol):
-        p.add_argument("--" + f.name.replace("_", "-"), default=getattr(d, f.name),
-                       help=f"(default: {getattr(d, f.name)}; one protocol per study folder)")
+    for sec, cls in SECTIONS:
+        add_flags(p.add_argument_group(f"protocol: {sec} settings (one protocol per study folder)"), cls, sec,
+                  skip={k.split(".", 1)[1] for k in PER_CELL if k.startswith(sec + ".")})
 
 
-def _protocol(args):
-    from dataclasses import fields
-
-    from echorec.bench.accuracy import Protocol
-
-    d = Protocol()
-    return Protocol(**{f.name: coerce(getattr(args, f.name), type(getattr(d, f.name)), "--" + f.name.replace("_", "-"))
-                       for f in fields(Protocol)})
+def _protocol(args) -> dict:
+    return {k: v for k, v in vars(args).items() if v is not None and "." in k}
 
 
 def cmd_bench(argv):
@@ -269,10 +220,11 @@ def cmd_bench(argv):
         return speed_main(argv[1:])
     from echorec.bench.accuracy import parse_seeds, run_study
 
-    p = _Parser(prog="echorec bench accuracy",
+    p = Parser(prog="echorec bench accuracy",
                 description="Train models x datasets x seeds under one protocol; write results.csv/.md and "
                             "learning curves. Resumable: finished cells are skipped.")
-    p.add_argument("--models", required=True, help="comma-separated registered models")
+    p.add_argument("--models", required=True, help="comma-separated model specs: a registered model, optionally "
+                   "with settings of its own for an ablation column (echomamba4rec+filter=false)")
     p.add_argument("--datasets", required=True, help="comma-separated named datasets or paths")
     p.add_argument("--seeds", default="3", help="a count (3: seeds 42, 43, 44) or a list (1,2,3)")
     p.add_argument("--out", required=True, help="study folder (created; re-running continues it)")
@@ -296,7 +248,7 @@ def cmd_bench(argv):
 
 
 def cmd_tune(argv):
-    p = _Parser(prog="echorec tune", description="A fixed-budget Optuna search (valid NDCG@10) per model and "
+    p = Parser(prog="echorec tune", description="A fixed-budget Optuna search (valid NDCG@10) per model and "
                 "dataset; the best settings are saved in OUT/tuned/ and reused by `bench accuracy --out OUT`.")
     p.add_argument("--models", required=True)
     p.add_argument("--datasets", required=True)
@@ -313,7 +265,7 @@ def cmd_tune(argv):
 
 
 def cmd_models(argv):
-    from echorec.registry import get_model_class, model_names
+    from echorec.models import get_model_class, model_names
 
     for name in model_names():
         cls = get_model_class(name)

@@ -1,71 +1,105 @@
-"""Nested config dataclasses, their JSON form, and the mapping of CLI flags onto their fields.
+"""The settings of a run: nested config dataclasses, their JSON form and their one validation pass.
 
-A run is described by `RunConfig` (data, train, eval sections plus the model's own dataclass).
-Every field becomes a CLI flag of the same name (`max_len` -> `--max-len`); unknown keys in a JSON
-file or a flag that names no field are errors, so a typo never silently falls back to a default.
+A run is described by `RunConfig` (data, train, eval sections plus the model's own Config). Every
+field becomes a CLI flag of the same name (`max_len` -> `--max-len`) whose help is the field's own
+doc; unknown keys in a JSON file or a flag that names no field are errors, so a typo never silently
+falls back to a default. `RunConfig.validate()` checks every choice and range, and the rules that
+tie the model to the training settings, before anything is read or written.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import types
-import typing
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from echorec.data.readers import FORMATS
 from echorec.errors import EchorecError
+from echorec.fields import from_dict, setting, to_dict, validate
+
+TRAIN_MODES = ("prefix", "all", "bsarec")
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "ml-100k"  # a named dataset (see `echorec data list`) or a path
-    format: str = "auto"  # auto | inter | movielens | csv | tsv | parquet | seq | pairs
-    user_col: str = "user_id"  # column names for csv/tsv/parquet (RecBole-style `name:type` also ok)
-    item_col: str = "item_id"
-    time_col: str = "timestamp"
-    rating_col: str = "rating"
-    min_rating: float | None = None  # keep interactions with rating >= this (None: keep all)
-    kcore: int = 0  # iterative user/item k-core filter; 0 = off (RecBole's default)
-    max_len: int = 50  # most recent items a model sees
-    train_mode: str = "prefix"  # prefix: every prefix is a sample | all: every position predicts | bsarec: BSARec's set (empty prefix too)
+    dataset: str = setting("ml-100k", "a named dataset (see `echorec data list`) or a path to a log file")
+    format: str = setting("auto", "the file's format (auto: from its name and first lines)", choices=FORMATS)
+    user_col: str = setting("user_id", "user column of a csv/tsv/parquet file (RecBole-style name:type too)")
+    item_col: str = setting("item_id", "item column of a csv/tsv/parquet file")
+    time_col: str = setting("timestamp", "time column of a csv/tsv/parquet file (absent: file order)")
+    rating_col: str = setting("rating", "rating column, read only with --min-rating")
+    min_rating: float | None = setting(None, "keep interactions rated at least this (none: keep all)")
+    kcore: int = setting(0, "iterative user/item k-core filter; 0 = off (RecBole's default)", low=0)
+    max_len: int = setting(50, "most recent items a model sees", low=1)
+    train_mode: str = setting("prefix", "training samples: prefix (every prefix predicts its next item), "
+                              "all (every position predicts; causal models), bsarec (BSARec's set, empty prefix "
+                              "too)", choices=TRAIN_MODES)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 200
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    clip_grad: float = 5.0  # max global grad norm; 0 = off
-    patience: int = 10  # epochs without valid improvement before stopping; 0 = never stop early
-    lr_decay: float = 1.0  # multiply the lr by this after `lr_patience` epochs without valid improvement; 1 = constant lr
-    lr_patience: int = 2  # epochs without improvement (since the best or the last decay) before the lr decays
-    ema: float = 0.0  # per-step decay (e.g. 0.999) of a weight average used to validate, select and save; 0 = off
+    epochs: int = setting(200, "most epochs to train (a resumed run counts all of them)", low=1)
+    batch_size: int = setting(256, "samples per step", low=1)
+    lr: float = setting(1e-3, "Adam's learning rate", low=0, low_open=True)
+    weight_decay: float = setting(0.0, "Adam's (coupled L2) weight decay", low=0)
+    clip_grad: float = setting(5.0, "largest global gradient norm; 0 = no clipping", low=0)
+    patience: int = setting(10, "epochs without a valid gain before stopping; 0 = never stop early", low=0)
+    lr_decay: float = setting(1.0, "multiply the lr by this after --lr-patience epochs without a valid gain; "
+                              "1 = constant lr", low=0, high=1, low_open=True)
+    lr_patience: int = setting(2, "epochs without a gain (since the best or the last decay) before the lr decays",
+                               low=1)
+    ema: float = setting(0.0, "per-step decay (e.g. 0.999) of a weight average used to validate, select and "
+                         "save; 0 = off", low=0, high=1, high_open=True)
     # The average's decay at step n is min(ema, (1 + n) / (ema_warmup + n)): until that reaches `ema`
     # (step (ema_warmup - 1) / (1 - ema) - ema_warmup) the average's mean age is about n / ema_warmup steps.
-    ema_warmup: float = 10.0
-    seed: int = 42
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "auto"  # auto | off | bf16 (auto: bf16 where the hardware has fast bf16 matmul)
-    threads: int = 0  # torch intra-op threads; 0 = torch's default
-    bucket: bool = True  # group samples of similar length into a batch (less padding work)
-    progress: bool = True  # tqdm bar per epoch (on a terminal)
-    checkpoint_every: int = 0  # also checkpoint every N steps (0: at epoch ends only)
-    loss: str = "full"  # full: CE over all items | sampled: CE over the target + `negatives` sampled items
-    negatives: int = 1000  # sampled-softmax negatives per step (uniform, shared by the batch)
-    label_smoothing: float = 0.0  # full CE only: the target keeps 1 - s of its mass, s is spread over all items
-    compile: bool = False  # torch.compile the model (pays off on GPUs; first steps are slow)
+    ema_warmup: float = setting(10.0, "warm-up of the weight average: its decay at step n is "
+                                "min(ema, (1 + n) / (ema_warmup + n)); 10 is TensorFlow's rule, 2 a plain mean",
+                                low=1, low_open=True)
+    seed: int = setting(42, "seed of the weights, the batch order and dropout")
+    device: str = setting("auto", "auto | cpu | cuda | cuda:N (auto: this process's GPU if any, else the CPU)")
+    amp: str = setting("auto", "bf16 autocast (auto: where the hardware multiplies bf16 fast)",
+                       choices=("auto", "off", "bf16"))
+    threads: int = setting(0, "torch intra-op threads; 0 = torch's default", low=0)
+    bucket: bool = setting(True, "group samples of similar length into a batch (less padding work)")
+    progress: bool = setting(True, "a progress bar per epoch (on a terminal only)")
+    checkpoint_every: int = setting(0, "also checkpoint every N steps (0: at epoch ends only)", low=0)
+    loss: str = setting("full", "full: CE over all items | sampled: CE over the target and --negatives items",
+                        choices=("full", "sampled"))
+    negatives: int = setting(1000, "sampled-softmax negatives per step (uniform, shared by the batch)", low=1)
+    label_smoothing: float = setting(0.0, "full CE only: the target keeps 1 - s of its mass, s is spread over all "
+                                     "items", low=0, high=1, high_open=True)
+    compile: bool = setting(False, "torch.compile the model (pays off on GPUs; the first steps are slow)")
+
+    def check(self) -> None:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise EchorecError(f"--device {self.device!r}: use auto, cpu, cuda or cuda:N")
+        if self.label_smoothing and self.loss == "sampled":
+            # Smoothing over a sampled set would spread mass onto a few random items, not the catalog: another loss.
+            raise EchorecError("--label-smoothing applies to the full-softmax loss; use it with --loss full")
 
 
 @dataclass
 class EvalConfig:
-    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
-    eval_batch_size: int = 1024
-    exclude_history: bool = False  # mask items already in the input sequence when ranking
-    sampled: int = 0  # 0 = full ranking; N = rank among N sampled negatives (labelled "sampled")
-    item_chunk: int = 0  # full ranking over items in slices of this many (bounded memory); 0 = all at once
-    valid_metric: str = "ndcg@10"
+    ks: list[int] = setting([5, 10, 20], "cut-offs K of HR@K, NDCG@K and MRR@K", item_low=1)
+    eval_batch_size: int = setting(1024, "users ranked per forward pass", low=1)
+    exclude_history: bool = setting(False, "leave the items already in a user's history out of the ranking "
+                                    "(S3-Rec/BSARec protocol)")
+    sampled: int = setting(0, "0 = full ranking; N = rank among N sampled negatives (labelled sampledN_)", low=0)
+    item_chunk: int = setting(0, "score items in slices of this many (bounded memory); 0 = all at once", low=0)
+    valid_metric: str = setting("ndcg@10", "hit|ndcg|mrr@K (K in --ks): picks the best epoch, drives early stop")
+
+    def check(self) -> None:
+        name, _, k = self.valid_metric.partition("@")
+        if name not in ("hit", "ndcg", "mrr") or not k.isdigit() or int(k) not in self.ks:
+            raise EchorecError(f"--valid-metric {self.valid_metric!r} must be hit|ndcg|mrr@K with K in --ks {self.ks}")
+
+    @property
+    def metric_key(self) -> str:
+        """The key of the valid metric in evaluate()'s result."""
+        return (f"sampled{self.sampled}_" if self.sampled else "") + self.valid_metric
+
+
+SECTIONS = (("data", DataConfig), ("train", TrainConfig), ("eval", EvalConfig))
 
 
 @dataclass
@@ -76,81 +110,21 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     model_cfg: Any = None  # the model's own Config dataclass instance
 
+    def validate(self) -> None:
+        """Every check that needs no data: each section's and the model's fields, then the model against
+        the training settings. Callers run it before they read data or touch a run folder."""
+        from echorec.models import get_model_class
+        from echorec.models.base import SequentialRecommender
 
-def to_dict(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
-    return obj
-
-
-def _hints(cls) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _unwrap_optional(tp) -> tuple[Any, bool]:
-    args = typing.get_args(tp)
-    origin = typing.get_origin(tp)
-    if (origin is typing.Union or origin is types.UnionType) and type(None) in args:
-        rest = [a for a in args if a is not type(None)]
-        return rest[0], True
-    return tp, False
-
-
-def coerce(value: Any, tp: Any, where: str) -> Any:
-    """Turn a JSON value or a CLI string into a value of type `tp`; raise EchorecError if it isn't one."""
-    base, optional = _unwrap_optional(tp)
-    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
-        if optional:
-            return None
-        raise EchorecError(f"{where}: a value is required")
-    try:
-        if typing.get_origin(base) in (list, tuple):
-            (inner,) = typing.get_args(base)[:1]
-            items = value.split(",") if isinstance(value, str) else list(value)
-            return [coerce(v.strip() if isinstance(v, str) else v, inner, where) for v in items if v != ""]
-        if base is bool:
-            if isinstance(value, bool):
-                return value
-            s = str(value).strip().lower()
-            if s in ("1", "true", "yes", "on"):
-                return True
-            if s in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if base is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError(value)
-            return int(value)
-        if base is float:
-            return float(value)
-        if base is str:
-            if not isinstance(value, str):
-                raise ValueError(value)
-            return value
-    except (TypeError, ValueError):
-        raise EchorecError(f"{where}: expected {getattr(base, '__name__', base)}, got {value!r}") from None
-    return value
-
-
-def from_dict(cls, data: dict, where: str = "config"):
-    """Build dataclass `cls` from a dict; unknown keys are errors (named), missing keys take defaults."""
-    if not isinstance(data, dict):
-        raise EchorecError(f"{where}: expected an object, got {type(data).__name__}")
-    hints = _hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise EchorecError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    kwargs = {}
-    for name, value in data.items():
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = from_dict(tp, value, f"{where}.{name}")
-        else:
-            kwargs[name] = coerce(value, tp, f"{where}.{name}")
-    return cls(**kwargs)
+        cls = get_model_class(self.model)
+        for section in (self.data, self.train, self.eval):
+            validate(section)
+        validate(self.model_cfg if self.model_cfg is not None else cls.Config())
+        if self.data.train_mode == "all" and not cls.causal:
+            raise EchorecError(f"--train-mode all needs a causal model; {self.model} sees the whole sequence, "
+                               "so use --train-mode prefix")
+        if self.train.loss == "sampled" and cls.loss is not SequentialRecommender.loss:
+            raise EchorecError(f"--loss sampled: {self.model} trains with its own objective; use --loss full")
 
 
 def run_config_to_dict(rc: RunConfig) -> dict:
@@ -160,13 +134,17 @@ def run_config_to_dict(rc: RunConfig) -> dict:
 
 
 def run_config_from_dict(d: dict, where: str = "config.json") -> RunConfig:
-    from echorec.registry import get_model_class
+    from echorec.models import get_model_class
 
+    if not isinstance(d, dict):
+        raise EchorecError(f"{where}: expected an object, got {type(d).__name__}")
     known = {"model", "data", "train", "eval", "model_cfg", "meta"}  # meta: facts about the run, not settings
     unknown = sorted(set(d) - known)
     if unknown:
         raise EchorecError(f"{where}: unknown key(s) {', '.join(unknown)}")
     model = d.get("model", "sasrec")
+    if not isinstance(model, str):
+        raise EchorecError(f"{where}: model must be a name, got {model!r}")
     cls = get_model_class(model)
     return RunConfig(
         model=model,
@@ -177,17 +155,20 @@ def run_config_from_dict(d: dict, where: str = "config.json") -> RunConfig:
     )
 
 
-def save_json(path, obj) -> None:
-    from echorec.train.checkpoint import atomic_write_text
-
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def flag_fields(cls) -> list[tuple[str, str, Any, Any]]:
-    """(flag, field name, type, default) for each field of a config dataclass."""
-    hints = _hints(cls)
-    out = []
-    for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        out.append(("--" + f.name.replace("_", "-"), f.name, hints[f.name], default))
+def with_overrides(d: dict, overrides: dict) -> dict:
+    """A copy of config dict `d` with `section.field` keys of `overrides` set (the form studies and tuning use)."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
+    for key, value in overrides.items():
+        if key == "model":
+            out["model"] = value
+            continue
+        sec, _, name = key.partition(".")
+        if sec not in ("data", "train", "eval", "model_cfg") or not name:
+            raise EchorecError(f"setting {key!r}: use section.field (data, train, eval or model_cfg)")
+        out.setdefault(sec, {})[name] = value
     return out
+
+
+def flatten(d: dict) -> dict:
+    """{"train": {"lr": 1e-3}, ...} -> {"train.lr": 1e-3, ...} (sections only)."""
+    return {f"{sec}.{k}": v for sec in ("data", "train", "eval", "model_cfg") for k, v in d.get(sec, {}).items()}

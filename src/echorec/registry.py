@@ -1,14 +1,12 @@
-"""Model registry: `@register("name")` on a model class, `build_model(name, n_items, cfg)`.
+"""The model table: `@register("name")` on a model class adds it.
 
-Each model class carries its config dataclass as `Config`, so the CLI can list a model's fields and
-a run folder can rebuild the model from `config.json` alone.
+This module only holds the table. `echorec.models` imports every built-in model (which registers
+it) and is where callers look models up (`get_model_class`, `build_model`, `model_names`), so a
+lookup always sees the built-ins. Each model class carries its config dataclass as `Config`, so the
+CLI can list a model's fields and a run folder can rebuild the model from `config.json` alone.
 """
 
 from __future__ import annotations
-
-from typing import Any
-
-from echorec.errors import EchorecError
 
 _MODELS: dict[str, type] = {}
 
@@ -24,30 +22,6 @@ def register(name: str):
     return deco
 
 
-def _load_builtin() -> None:
-    # Importing the package registers every built-in model (each file calls @register).
-    import echorec.models  # noqa: F401
-
-
-def model_names() -> list[str]:
-    _load_builtin()
-    return sorted(_MODELS)
-
-
-def get_model_class(name: str) -> type:
-    _load_builtin()
-    try:
-        return _MODELS[name]
-    except KeyError:
-        raise EchorecError(f"unknown model {name!r}; known: {', '.join(sorted(_MODELS))}") from None
-
-
-def build_model(name: str, n_items: int, cfg: Any = None, max_len: int = 50):
-    cls = get_model_class(name)
-    if cfg is None:
-        cfg = cls.Config()
-    elif isinstance(cfg, dict):
-        from echorec.config import from_dict
-
-        cfg = from_dict(cls.Config, cfg, where=f"model {name}")
-    return cls(n_items=n_items, max_len=max_len, cfg=cfg)
+def registered() -> dict[str, type]:
+    """name -> class of every model registered so far."""
+    return dict(_MODELS)

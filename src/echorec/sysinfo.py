@@ -56,3 +56,15 @@ def machine() -> str:
     """e.g. "x86_64 2 cpus (AMD EPYC, avx2)"."""
     model = _cpuinfo()[0] or platform.processor() or "unknown cpu"
     return f"{platform.machine()} {os.cpu_count()} cpus ({model}, {cpu_vector_isa()})"
+
+
+def git_commit(short: bool = True) -> str:
+    """The checkout's commit (for results files), or "unknown" outside a git checkout."""
+    import subprocess
+
+    cmd = ["git", "rev-parse", "--short", "HEAD"] if short else ["git", "rev-parse", "HEAD"]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=os.path.dirname(os.path.abspath(__file__)))
+        return r.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from echorec.bench.accuracy import (METRICS, Protocol, aggregate, collect, dataset_label, parse_seeds, read_csv,
-                                    run_study)
+from echorec.bench.accuracy import (METRICS, aggregate, collect, dataset_label, parse_model_spec, parse_seeds, protocol,
+                                    read_csv, run_study)
 from echorec.errors import EchorecError
 
 
@@ -90,7 +90,7 @@ def tiny(tmp_path):
 
 def test_study_runs_then_resumes_skipping_finished_cells(tmp_path, tiny):
     study = str(tmp_path / "study")
-    proto = Protocol(epochs=1, patience=0)
+    proto = {"train.epochs": 1, "train.patience": 0}
     logs = []
     rows = run_study(study, ["gru4rec", "sasrec"], [tiny], [1, 2], proto, log=logs.append)
     assert len(rows) == 4 and sum("training" in x for x in logs) == 4
@@ -109,15 +109,15 @@ def test_study_runs_then_resumes_skipping_finished_cells(tmp_path, tiny):
     assert os.path.exists(os.path.join(study, "curves_tiny.png"))
     # A different protocol in the same study folder is refused, nothing is trained.
     with pytest.raises(EchorecError, match="another protocol"):
-        run_study(study, ["sasrec"], [tiny], [3], Protocol(epochs=2, patience=0), log=logs.append)
+        run_study(study, ["sasrec"], [tiny], [3], {"train.epochs": 2, "train.patience": 0}, log=logs.append)
     assert not os.path.exists(os.path.join(study, "runs", "tiny", "sasrec", "seed3"))
-    assert json.load(open(os.path.join(study, "study.json")))["protocol"]["epochs"] == 1
+    assert json.load(open(os.path.join(study, "study.json")))["protocol"]["train.epochs"] == 1
     assert len(collect(study)) == 4
 
 
 def test_lr_decay_is_part_of_the_protocol(tmp_path, tiny):
     study = str(tmp_path / "study")
-    proto = Protocol(epochs=3, patience=0, lr=0.5, lr_decay=0.5, lr_patience=1)
+    proto = {"train.epochs": 3, "train.patience": 0, "train.lr": 0.5, "train.lr_decay": 0.5, "train.lr_patience": 1}
     run_study(study, ["sasrec"], [tiny], [1], proto, log=lambda m: None)
     run = os.path.join(study, "runs", "tiny", "sasrec", "seed1")
     cfg = json.load(open(os.path.join(run, "config.json")))["train"]
@@ -126,12 +126,12 @@ def test_lr_decay_is_part_of_the_protocol(tmp_path, tiny):
     assert lrs[0] == 0.5 and lrs[-1] < 0.5  # at lr 0.5 the valid score stalls at least once in 3 epochs
     assert "(times 0.5 after 1 epoch without valid NDCG@10 gain)" in open(os.path.join(study, "results.md")).read()
     with pytest.raises(EchorecError, match="lr_decay 0.5 -> 1.0"):  # a constant-lr re-run is another protocol
-        run_study(study, ["sasrec"], [tiny], [1], Protocol(epochs=3, patience=0, lr=0.5), log=lambda m: None)
+        run_study(study, ["sasrec"], [tiny], [1], {"train.epochs": 3, "train.patience": 0, "train.lr": 0.5}, log=lambda m: None)
 
 
 def test_ema_is_part_of_the_protocol(tmp_path, tiny):
     study = str(tmp_path / "study")
-    run_study(study, ["sasrec"], [tiny], [1], Protocol(epochs=1, patience=0, ema=0.9, ema_warmup=3.0),
+    run_study(study, ["sasrec"], [tiny], [1], {"train.epochs": 1, "train.patience": 0, "train.ema": 0.9, "train.ema_warmup": 3.0},
               log=lambda m: None)
     run = os.path.join(study, "runs", "tiny", "sasrec", "seed1")
     train = json.load(open(os.path.join(run, "config.json")))["train"]
@@ -142,13 +142,13 @@ def test_ema_is_part_of_the_protocol(tmp_path, tiny):
 
     assert load_checkpoint(os.path.join(run, "checkpoint.safetensors"))["ema"] is not None  # it really averaged
     with pytest.raises(EchorecError, match="ema 0.9 -> 0.0"):
-        run_study(study, ["sasrec"], [tiny], [1], Protocol(epochs=1, patience=0), log=lambda m: None)
+        run_study(study, ["sasrec"], [tiny], [1], {"train.epochs": 1, "train.patience": 0}, log=lambda m: None)
     with pytest.raises(EchorecError, match="ema_warmup 3.0 -> 10.0"):
-        run_study(study, ["sasrec"], [tiny], [1], Protocol(epochs=1, patience=0, ema=0.9), log=lambda m: None)
+        run_study(study, ["sasrec"], [tiny], [1], {"train.epochs": 1, "train.patience": 0, "train.ema": 0.9}, log=lambda m: None)
 
 
 def test_same_seed_same_metrics(tmp_path, tiny):
-    proto = Protocol(epochs=1, patience=0)
+    proto = {"train.epochs": 1, "train.patience": 0}
     a = run_study(str(tmp_path / "a"), ["sasrec"], [tiny], [5], proto, log=lambda m: None)
     b = run_study(str(tmp_path / "b"), ["sasrec"], [tiny], [5], proto, log=lambda m: None)
     assert [r["test_ndcg@10"] for r in a] == [r["test_ndcg@10"] for r in b]
@@ -156,14 +156,54 @@ def test_same_seed_same_metrics(tmp_path, tiny):
 
 def test_user_mistakes_fail_before_the_study_folder_exists(tmp_path, tiny):
     for models, datasets, proto, msg in [
-            (["nope"], [tiny], Protocol(epochs=1), "unknown model"),
-            (["sasrec"], [str(tmp_path / "missing.txt")], Protocol(epochs=1), "neither a file"),
-            (["sasrec"], [tiny], Protocol(epochs=1, valid_metric="ndcg10"), "valid-metric"),
-            (["echomamba4rec"], [tiny], Protocol(epochs=1, train_mode="all"), "needs a causal model"),
-            (["sasrec"], [tiny], Protocol(epochs=1, lr_decay=0.0), "lr-decay"),
-            (["sasrec"], [tiny], Protocol(epochs=1, ema=1.0), "--ema 1.0"),
-            (["sasrec"], [tiny], Protocol(epochs=1, ema=0.9, ema_warmup=1.0), "--ema-warmup 1.0")]:
+            (["nope"], [tiny], {"train.epochs": 1}, "unknown model"),
+            (["sasrec"], [str(tmp_path / "missing.txt")], {"train.epochs": 1}, "neither a file"),
+            (["sasrec"], [tiny], {"train.epochs": 1, "eval.valid_metric": "ndcg10"}, "valid-metric"),
+            (["echomamba4rec"], [tiny], {"train.epochs": 1, "data.train_mode": "all"}, "needs a causal model"),
+            (["sasrec"], [tiny], {"train.epochs": 1, "train.lr_decay": 0.0}, "lr-decay"),
+            (["sasrec"], [tiny], {"train.epochs": 1, "train.ema": 1.0}, "--ema 1.0"),
+            (["sasrec"], [tiny], {"train.epochs": 1, "train.ema": 0.9, "train.ema_warmup": 1.0}, "--ema-warmup 1.0")]:
         study = str(tmp_path / "s")
         with pytest.raises(EchorecError, match=msg):
             run_study(study, models, datasets, [1], proto, log=lambda m: None)
         assert not os.path.exists(study)
+
+
+def test_protocol_is_derived_from_the_config_and_typed():
+    p = protocol()
+    assert p["train.epochs"] == 200 and p["eval.exclude_history"] is True  # the study's one own default
+    assert "train.label_smoothing" in p and "train.weight_decay" in p  # every training setting, no list kept here
+    assert not any(k in p for k in ("data.dataset", "train.seed", "train.threads"))  # set per cell
+    assert protocol({"train.epochs": "3", "train.lr": "0.01"}) == protocol({"train.epochs": 3, "train.lr": 0.01})
+    with pytest.raises(EchorecError, match="not a study setting"):
+        protocol({"train.seed": 1})
+
+
+def test_model_specs_are_ablation_columns(tmp_path, tiny):
+    assert parse_model_spec("echomamba4rec+filter=false+glu=none") == (
+        "echomamba4rec", {"model_cfg.filter": "false", "model_cfg.glu": "none"})
+    study = str(tmp_path / "study")
+    rows = run_study(study, ["sasrec", "sasrec+layers=1"], [tiny], [1], {"train.epochs": 1}, log=lambda m: None)
+    assert {r["model"] for r in rows} == {"sasrec", "sasrec+layers=1"}
+    cfg = json.load(open(os.path.join(study, "runs", "tiny", "sasrec+layers=1", "seed1", "config.json")))
+    assert cfg["model"] == "sasrec" and cfg["model_cfg"]["layers"] == 1
+    with pytest.raises(EchorecError, match="--glu 'max'"):
+        run_study(str(tmp_path / "s2"), ["echomamba4rec+glu=max"], [tiny], [1], {}, log=lambda m: None)
+    assert not os.path.exists(tmp_path / "s2")
+
+
+def test_older_study_json_keeps_its_protocol(tmp_path, tiny):
+    """study.json written before the protocol was the whole config named 12 keys; the others had their defaults."""
+    study = tmp_path / "old"
+    study.mkdir()
+    old = {"epochs": 1, "patience": 0, "max_len": 50, "batch_size": 256, "lr": 0.001, "exclude_history": True,
+           "train_mode": "prefix", "valid_metric": "ndcg@10"}  # before lr_decay and ema joined it
+    (study / "study.json").write_text(json.dumps({"protocol": old, "created": "2026-11-01 10:00:00",
+                                                  "commit": "abc1234", "machine": "x"}))
+    rows = run_study(str(study), ["sasrec"], [tiny], [1], {"train.epochs": 1, "train.patience": 0},
+                     log=lambda m: None)
+    assert len(rows) == 1
+    assert "Protocol: leave-one-out, prefix training samples, max_len 50" in open(study / "results.md").read()
+    with pytest.raises(EchorecError, match="train.weight_decay 0.0 -> 0.1"):
+        run_study(str(study), ["sasrec"], [tiny], [1], {"train.epochs": 1, "train.patience": 0,
+                                                        "train.weight_decay": 0.1}, log=lambda m: None)

@@ -7,6 +7,7 @@ import torch
 
 from echorec.data.preprocess import SeqData
 from echorec.data.split import leave_one_out
+from echorec.config import EvalConfig
 from echorec.eval.evaluate import evaluate, sample_negatives
 
 
@@ -51,7 +52,7 @@ def test_batched_full_ranking_matches_naive_loop():
     m = FixedScores(25)
     for which in ("valid", "test"):
         for excl in (False, True):
-            got = evaluate(m, split, which, max_len=5, batch_size=7, ks=(10,), exclude_history=excl)
+            got = evaluate(m, split, which, EvalConfig(eval_batch_size=7, ks=[10], exclude_history=excl), max_len=5)
             hit, ndcg = naive(m, split, which, excl)
             assert abs(got["hit@10"] - hit) < 1e-9 and abs(got["ndcg@10"] - ndcg) < 1e-9
 
@@ -59,8 +60,8 @@ def test_batched_full_ranking_matches_naive_loop():
 def test_exclude_history_only_improves_ranks_and_never_masks_target():
     split = leave_one_out(data(seed=3))
     m = FixedScores(25, seed=3)
-    _, plain = evaluate(m, split, "test", 5, ks=(10,), return_ranks=True)
-    _, masked = evaluate(m, split, "test", 5, ks=(10,), exclude_history=True, return_ranks=True)
+    _, plain = evaluate(m, split, "test", EvalConfig(ks=[10]), 5, return_ranks=True)
+    _, masked = evaluate(m, split, "test", EvalConfig(ks=[10], exclude_history=True), 5, return_ranks=True)
     assert (masked <= plain).all() and (masked < plain).any()
 
 
@@ -70,7 +71,7 @@ def test_sampled_negatives_are_unseen_and_labelled():
     neg = sample_negatives(split, "test", 20)
     for row, u in enumerate(split.eval_users):
         assert not set(neg[row].tolist()) & set(d.sequence(u).tolist())
-    m = evaluate(FixedScores(200), split, "test", 5, ks=(10,), sampled=20)
+    m = evaluate(FixedScores(200), split, "test", EvalConfig(ks=[10], sampled=20), 5)
     assert set(m) == {"sampled20_hit@10", "sampled20_ndcg@10", "sampled20_mrr@10"}
     assert torch.equal(neg, sample_negatives(split, "test", 20))  # fixed seed: the same negatives every time
 
@@ -107,10 +108,10 @@ def test_chunked_evaluation_equals_unchunked():
     # where a matmul over a slice may round differently from the full one (BLAS promises no bitwise match).
     gap = (scores - t).abs().scatter(1, target[:, None], float("inf")).min(1).values
     for excl in (False, True):
-        _, full = evaluate(m, split, "test", 6, ks=(10,), exclude_history=excl, return_ranks=True)
+        _, full = evaluate(m, split, "test", EvalConfig(ks=[10], exclude_history=excl), 6, return_ranks=True)
         for chunk in (7, 16, 50):
-            _, part = evaluate(m, split, "test", 6, ks=(10,), exclude_history=excl, return_ranks=True,
-                               item_chunk=chunk)
+            _, part = evaluate(m, split, "test", EvalConfig(ks=[10], exclude_history=excl, item_chunk=chunk), 6,
+                               return_ranks=True)
             differ = full != part
             assert ((full - part).abs() <= 1).all() and (gap[differ] < 1e-5).all(), (excl, chunk)
             assert differ.float().mean() < 0.1
@@ -122,5 +123,5 @@ def test_history_mask_with_item_one_and_padding():
                                   np.array(["u"])))
     m = FixedScores(5)
     m.table[:] = torch.tensor([10.0, 0.0, 0.0, 0.0, 1.0])  # item 1 scores highest, the target (5) second
-    assert evaluate(m, split, "test", 4, ks=(1,), exclude_history=True)["hit@1"] == 1.0
-    assert evaluate(m, split, "test", 4, ks=(1,), exclude_history=False)["hit@1"] == 0.0
+    assert evaluate(m, split, "test", EvalConfig(ks=[1], exclude_history=True), 4)["hit@1"] == 1.0
+    assert evaluate(m, split, "test", EvalConfig(ks=[1]), 4)["hit@1"] == 0.0

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from echorec.data.split import Batch
-from echorec.registry import build_model, model_names
+from echorec.models import build_model, model_names
 
 N_ITEMS, L = 30, 12
 
@@ -117,3 +117,30 @@ def test_same_seed_same_weights(name):
     a, b = make(name), make(name)
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_streaming_step_equals_full_sequence_scores(name):
+    """init_state/step, one event at a time, score as `predict` over the whole history does (histories up to
+    max_len; batch rows stream side by side)."""
+    m = make(name).eval()
+    s = seqs(pad=(0, 0, 0, 0))
+    state = m.init_state(len(s))
+    for t in range(L):
+        state, scores = m.step(state, s[:, t])
+        with torch.no_grad():
+            full = m.predict(s[:, : t + 1])
+        torch.testing.assert_close(scores, full, atol=1e-4, rtol=1e-4, msg=f"{name} after {t + 1} events")
+
+
+def test_recurrent_models_stream_in_constant_space():
+    for name in ("mamba4rec", "gru4rec"):
+        m = make(name).eval()
+        assert m.incremental
+        state = m.init_state(2)
+        sizes = set()
+        for t in range(5):
+            state, _ = m.step(state, torch.tensor([1 + t, 2 + t]))
+            flat = state if torch.is_tensor(state) else [x for st in state for x in st]
+            sizes.add(tuple(x.numel() for x in ([flat] if torch.is_tensor(flat) else flat)))
+        assert len(sizes) == 1, name  # the state does not grow with the history

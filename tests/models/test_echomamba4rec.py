@@ -99,8 +99,10 @@ def test_init_options():
 def test_bad_option_is_a_clear_error():
     from echorec.errors import EchorecError
 
-    with pytest.raises(EchorecError, match="--combine"):
-        model(combine="max")
+    from echorec.models import build_model
+
+    with pytest.raises(EchorecError, match="--combine 'max': use sum, gated, concat"):
+        build_model("echomamba4rec", N, {"combine": "max"})
 
 
 @pytest.mark.parametrize("kw", [{}, dict(combine="gated"), dict(backward=False), dict(layers=2, glu="ffn"),

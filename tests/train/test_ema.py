@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from echorec.cli import main
+from echorec import runfolder as rf
 from echorec.train import checkpoint as ck
 from echorec.train import loop as tl
 
@@ -64,7 +65,7 @@ def test_saved_weights_are_the_naive_average_and_training_is_untouched(tmp_path,
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     extra = ["--ema-warmup", str(warmup)] if warmup else []
     assert main(["train", "--dataset", data, *small_sasrec, "--epochs", "2", "--ema", "0.95", *extra, "--out", a]) == 0
-    saved = ck.load_weights(os.path.join(a, "model.safetensors"))
+    saved = rf.load_weights(os.path.join(a, "model.safetensors"))
     naive = dict(init)
     for n, w in enumerate(raw):
         d = min(0.95, (1 + n) / ((warmup or 10) + n))
@@ -93,7 +94,7 @@ def test_resume_keeps_the_average(tmp_path, data, monkeypatch, small_sasrec):
     assert main(["train", "--resume", b, "--epochs", "3"]) == 0
     ma, mb = (json.load(open(os.path.join(x, "metrics.json"))) for x in (a, b))
     assert ma["best_epoch"] == mb["best_epoch"] == 3
-    wa, wb = (ck.load_weights(os.path.join(x, "model.safetensors")) for x in (a, b))
+    wa, wb = (rf.load_weights(os.path.join(x, "model.safetensors")) for x in (a, b))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     ca, cb = (ck.load_checkpoint(os.path.join(x, "checkpoint.safetensors")) for x in (a, b))
     assert all(torch.equal(ca["ema"][k], cb["ema"][k]) for k in ca["ema"])

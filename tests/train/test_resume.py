@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from echorec.cli import main
+from echorec import fsio
+from echorec import runfolder as rf
 from echorec.train import checkpoint as ck
 
 ARGS = ["--model", "sasrec", "--hidden", "16", "--inner", "32", "--max-len", "10", "--batch-size", "8",
@@ -58,7 +60,7 @@ def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(tmp_path, data):
     assert "resuming" in p.stderr
     ma, mb = (json.load(open(os.path.join(x, "metrics.json"))) for x in (a, b))
     assert ma["test"] == mb["test"] and ma["valid"] == mb["valid"] and ma["best_epoch"] == mb["best_epoch"]
-    wa, wb = (ck.load_weights(os.path.join(x, "model.safetensors")) for x in (a, b))
+    wa, wb = (rf.load_weights(os.path.join(x, "model.safetensors")) for x in (a, b))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
@@ -72,7 +74,7 @@ def test_resume_with_more_epochs_equals_the_longer_run(tmp_path, data, capsys):
     assert "resuming" in capsys.readouterr().err
     ma, mb = (json.load(open(os.path.join(x, "metrics.json"))) for x in (a, b))
     assert mb["epochs_run"] == 3 and ma["test"] == mb["test"] and ma["best_epoch"] == mb["best_epoch"]
-    wa, wb = (ck.load_weights(os.path.join(x, "model.safetensors")) for x in (a, b))
+    wa, wb = (rf.load_weights(os.path.join(x, "model.safetensors")) for x in (a, b))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert json.load(open(os.path.join(b, "config.json")))["train"]["epochs"] == 3  # the folder rebuilds the run
     before = open(os.path.join(b, "config.json")).read()
@@ -105,15 +107,15 @@ def test_resume_with_higher_patience_trains_on_after_an_early_stop(tmp_path, dat
 
 def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     path = str(tmp_path / "w.safetensors")
-    ck.save_weights(path, {"x": torch.ones(3)})
+    rf.save_weights(path, {"x": torch.ones(3)})
 
     def disk_full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ck.os, "fsync", disk_full)
+    monkeypatch.setattr(fsio.os, "fsync", disk_full)
     with pytest.raises(OSError):
-        ck.save_weights(path, {"x": torch.zeros(3)})
-    assert torch.equal(ck.load_weights(path)["x"], torch.ones(3))
+        rf.save_weights(path, {"x": torch.zeros(3)})
+    assert torch.equal(rf.load_weights(path)["x"], torch.ones(3))
     assert os.listdir(tmp_path) == ["w.safetensors"]  # no temp file left behind
 
 
@@ -141,7 +143,7 @@ def test_nan_loss_stops_and_keeps_best_weights(tmp_path, data, monkeypatch, caps
     out = str(tmp_path / "n")
     assert main(["train", "--dataset", data, "--out", out, *ARGS]) == 2
     assert "loss is nan" in capsys.readouterr().err
-    kept = ck.load_weights(os.path.join(out, "model.safetensors"))  # epoch 1's best weights, loadable
+    kept = rf.load_weights(os.path.join(out, "model.safetensors"))  # epoch 1's best weights, loadable
     assert all(torch.isfinite(v).all() for v in kept.values())
 
 
@@ -180,6 +182,6 @@ def test_lr_decays_on_plateau_and_a_resume_keeps_the_decayed_lr(tmp_path, data, 
     save_file(tensors, path, metadata={**meta, "loop": json.dumps(old_loop)})
     assert main(["train", "--resume", b, "--epochs", "6"]) == 0
     assert [float(r["lr"]) for r in csv.DictReader(open(os.path.join(b, "history.csv")))] == lrs
-    wa, wb = (ck.load_weights(os.path.join(x, "model.safetensors")) for x in (a, b))
+    wa, wb = (rf.load_weights(os.path.join(x, "model.safetensors")) for x in (a, b))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # epoch 4's weights, trained at the decayed lr
     assert "--lr-decay 0.0" in refused("--lr-decay", "0")  # refused before the run folder is made

@@ -2,8 +2,10 @@
 
 A study lives in one folder:
 
-    study.json                  the protocol (epochs, patience, max_len, ...); a re-run must match it
-    runs/<dataset>/<model>/seed<k>/   one ordinary run folder per cell (config, weights, history)
+    study.json                  the protocol: every data/train/eval setting not set per cell; a re-run must
+                                match it
+    runs/<dataset>/<model>/seed<k>/   one ordinary run folder per cell (config, weights, history); <model> is
+                                a model spec, e.g. `echomamba4rec+filter=false` for an ablation column
     tuned/<dataset>/<model>.json      settings chosen by `echorec tune` (used when present)
     results.csv                 one row per finished run
     results.md                  per dataset: mean ± std per metric, best in bold, improvement of the
@@ -19,36 +21,55 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
-import subprocess
 import time
-from dataclasses import dataclass
 
 from echorec import sysinfo
 from echorec.bench.stats import mean, paired_t, std
 from echorec.errors import EchorecError
+from echorec.fsio import atomic_write_text, read_json, write_json
 
 METRICS = [f"{m}@{k}" for m in ("hit", "ndcg", "mrr") for k in (5, 10, 20)]
 HEADER = {"hit": "HR", "ndcg": "NDCG", "mrr": "MRR"}
-PROTOCOL_KEYS = ("epochs", "patience", "max_len", "batch_size", "lr", "exclude_history", "train_mode", "valid_metric",
-                 "lr_decay", "lr_patience", "ema", "ema_warmup")
+# Set per cell (or how a cell runs, not what it computes), so not part of a study's protocol.
+PER_CELL = ("data.dataset", "train.seed", "train.threads", "train.progress", "train.device")
+# Where a study's protocol differs from `echorec train`: S3-Rec / FMLP-Rec / BSARec evaluation, where
+# items in the history are not ranked; no progress bars in a study's log.
+STUDY_DEFAULTS = {"eval.exclude_history": True}
+# study.json files written before the protocol was the whole config named these keys only.
+_LEGACY_KEYS = {"epochs": "train.epochs", "patience": "train.patience", "max_len": "data.max_len",
+                "batch_size": "train.batch_size", "lr": "train.lr", "exclude_history": "eval.exclude_history",
+                "train_mode": "data.train_mode", "valid_metric": "eval.valid_metric", "lr_decay": "train.lr_decay",
+                "lr_patience": "train.lr_patience", "ema": "train.ema", "ema_warmup": "train.ema_warmup"}
 
 
-@dataclass
-class Protocol:
-    epochs: int = 200
-    patience: int = 10
-    max_len: int = 50
-    batch_size: int = 256
-    lr: float = 1e-3
-    exclude_history: bool = True  # S3-Rec / FMLP-Rec / BSARec evaluation: items in the history are not ranked
-    train_mode: str = "prefix"
-    valid_metric: str = "ndcg@10"  # picks the best epoch and drives early stopping
-    lr_decay: float = 1.0  # lr times this after lr_patience epochs without a valid gain; 1 = constant (RecBole's way)
-    lr_patience: int = 2
-    ema: float = 0.0  # validate and keep a moving average of the weights (per-step decay); 0 = off (RecBole's way)
-    ema_warmup: float = 10.0  # the average's decay at step n is min(ema, (1 + n) / (ema_warmup + n))
+def protocol(overrides: dict | None = None) -> dict:
+    """A study's protocol: every data/train/eval setting (`section.field` -> value) that is not set per cell,
+    from the config dataclasses' defaults, STUDY_DEFAULTS, then `overrides` (typed by the dataclasses, so a
+    flag's "1" and a file's 1 are the same protocol). Adding a setting to a config dataclass adds it here with
+    no edit in bench/."""
+    from echorec.config import RunConfig, flatten, run_config_from_dict, run_config_to_dict, with_overrides
+
+    keys = [k for k in flatten(run_config_to_dict(RunConfig())) if not k.startswith("model_cfg.") and k not in PER_CELL]
+    unknown = sorted(set(overrides or {}) - set(keys))
+    if unknown:
+        raise EchorecError(f"{', '.join(unknown)}: not a study setting; use one of {', '.join(keys)}")
+    rc = run_config_from_dict(with_overrides({}, {**STUDY_DEFAULTS, **(overrides or {})}), where="study protocol")
+    flat = flatten(run_config_to_dict(rc))
+    return {k: flat[k] for k in keys}
+
+
+def parse_model_spec(spec: str) -> tuple[str, dict]:
+    """`echomamba4rec+filter=false+glu=none` -> ("echomamba4rec", {"model_cfg.filter": "false", ...}): a model
+    and the settings of its own Config that this column of the study changes (ablations)."""
+    name, *parts = spec.split("+")
+    over = {}
+    for p in parts:
+        key, eq, value = p.partition("=")
+        if not eq or not key:
+            raise EchorecError(f"model {spec!r}: write overrides as model+field=value")
+        over[f"model_cfg.{key.replace('-', '_')}"] = value
+    return name, over
 
 
 def dataset_label(ds: str) -> str:
@@ -71,33 +92,29 @@ def parse_seeds(text: str, base: int = 42) -> list[int]:
     return list(range(base, base + n))
 
 
-def _check_protocol(study: str, proto: Protocol) -> None:
+def saved_protocol(study: str) -> dict | None:
+    """The protocol in study.json, with every key an older file lacks at the value it then had (its default)."""
     path = os.path.join(study, "study.json")
-    asked = {k: getattr(proto, k) for k in PROTOCOL_KEYS}
-    if os.path.exists(path):
-        with open(path) as f:
-            saved = json.load(f)["protocol"]
-        default = Protocol()  # a key missing from an older study.json had its default value
-        saved = {k: saved.get(k, getattr(default, k)) for k in PROTOCOL_KEYS}
-        diff = [f"{k} {saved[k]!r} -> {asked[k]!r}" for k in PROTOCOL_KEYS if saved[k] != asked[k]]
+    if not os.path.exists(path):
+        return None
+    saved = read_json(path)["protocol"]
+    out = protocol()
+    for k, v in saved.items():
+        out[_LEGACY_KEYS.get(k, k)] = v
+    return out
+
+
+def _check_protocol(study: str, proto: dict) -> None:
+    saved = saved_protocol(study)
+    if saved is not None:
+        diff = [f"{k} {saved.get(k)!r} -> {proto[k]!r}" for k in proto if saved.get(k) != proto[k]]
         if diff:
-            raise EchorecError(f"{path}: this study was run with another protocol ({'; '.join(diff)}); "
-                               f"use the same settings or another --out")
+            raise EchorecError(f"{os.path.join(study, 'study.json')}: this study was run with another protocol "
+                               f"({'; '.join(diff)}); use the same settings or another --out")
         return
     os.makedirs(study, exist_ok=True)
-    from echorec.config import save_json
-
-    save_json(path, {"protocol": asked, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": git_commit(),
-                     "machine": machine()})
-
-
-def git_commit() -> str:
-    try:
-        r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                           cwd=os.path.dirname(os.path.abspath(__file__)))
-        return r.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
+    write_json(os.path.join(study, "study.json"), {"protocol": proto, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                                   "commit": sysinfo.git_commit(), "machine": machine()})
 
 
 def machine() -> str:
@@ -109,52 +126,42 @@ def machine() -> str:
 
 def tuned_settings(study: str, label: str, model: str) -> dict:
     path = os.path.join(study, "tuned", label, f"{model}.json")
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)["best"]
+    return read_json(path)["best"] if os.path.exists(path) else {}
 
 
-def cell_config(model: str, dataset: str, seed: int, proto: Protocol, tuned: dict | None = None, threads: int = 0):
-    """The RunConfig of one cell; `tuned` maps `section.field` to a value (from `echorec tune`)."""
-    from echorec.config import run_config_from_dict
+def cell_config(spec: str, dataset: str, seed: int, proto: dict, tuned: dict | None = None, threads: int = 0):
+    """The RunConfig of one cell: the protocol, then the model spec's own settings, then `tuned` (`section.field`
+    -> value, from `echorec tune`), then the cell's dataset, seed and threads."""
+    from echorec.config import run_config_from_dict, with_overrides
 
-    d = {"model": model,
-         "data": {"dataset": dataset, "max_len": proto.max_len, "train_mode": proto.train_mode},
-         "train": {"epochs": proto.epochs, "patience": proto.patience, "seed": seed, "batch_size": proto.batch_size,
-                   "lr": proto.lr, "lr_decay": proto.lr_decay, "lr_patience": proto.lr_patience, "ema": proto.ema,
-                   "ema_warmup": proto.ema_warmup,
-                   "progress": False, "threads": threads},
-         "eval": {"exclude_history": proto.exclude_history, "valid_metric": proto.valid_metric},
-         "model_cfg": {}}
-    for key, value in (tuned or {}).items():
-        sec, name = key.split(".", 1)
-        d[sec][name] = value
+    model, spec_over = parse_model_spec(spec)
+    cell = {"data.dataset": dataset, "train.seed": seed, "train.threads": threads, "train.progress": False}
+    d = with_overrides({"model": model}, {**proto, **spec_over, **(tuned or {}), **cell})
     return run_config_from_dict(d, where="study cell")
 
 
-def validate(models: list[str], datasets: list[str], proto: Protocol) -> None:
+def validate(models: list[str], datasets: list[str], proto: dict) -> None:
     """Every user mistake (model, dataset, protocol value) fails here, before the study folder is made."""
     from echorec.data.datasets import resolve
-    from echorec.registry import get_model_class
-    from echorec.train.loop import _check_mode, _metric_key, check_train_settings
 
     if not models or not datasets:
         raise EchorecError("a study needs at least one model and one dataset")
     for ds in datasets:
         resolve(ds)
     for m in models:
-        rc = cell_config(m, datasets[0], 0, proto)
-        _metric_key(rc.eval)
-        check_train_settings(rc.train)
-        _check_mode(rc, get_model_class(m))
+        cell_config(m, datasets[0], 0, proto).validate()
 
 
-def run_study(study: str, models: list[str], datasets: list[str], seeds: list[int], proto: Protocol,
+def run_study(study: str, models: list[str], datasets: list[str], seeds: list[int], overrides: dict | None = None,
               threads: int = 0, log=print) -> list[dict]:
-    """Train every missing cell, then rewrite results.csv / results.md / curves from all finished cells."""
-    from echorec.train.loop import RUN_FILES, run_training
+    """Train every missing cell, then rewrite results.csv / results.md / curves from all finished cells.
 
+    `models` are model specs (`sasrec`, `echomamba4rec+filter=false`); `overrides` the protocol's settings that
+    differ from protocol()'s defaults (`section.field` -> value)."""
+    from echorec.runfolder import RunFolder
+    from echorec.train.loop import run_training
+
+    proto = protocol(overrides)
     validate(models, datasets, proto)
     _check_protocol(study, proto)
     # Seeds outside models: a study stopped early still has every model for the first seeds.
@@ -170,7 +177,7 @@ def run_study(study: str, models: list[str], datasets: list[str], seeds: list[in
         resume = os.path.exists(os.path.join(out, "checkpoint.safetensors"))
         log(f"{tag}: {'resuming' if resume else 'training'} ...")
         t0 = time.perf_counter()
-        overwrite = not resume and any(os.path.exists(os.path.join(out, f)) for f in RUN_FILES)
+        overwrite = not resume and bool(RunFolder(out).existing())
         m = run_training(rc, out, quiet=True, resume=resume, overwrite=overwrite)
         log(f"{tag}: test NDCG@10 {m['test']['ndcg@10']:.4f} HR@10 {m['test']['hit@10']:.4f} "
             f"(best epoch {m['best_epoch']} of {m['epochs_run']}, {time.perf_counter() - t0:.0f} s)")
@@ -192,8 +199,7 @@ def collect(study: str) -> list[dict]:
                 mfile = os.path.join(mdir, cell, "metrics.json")
                 if not cell.startswith("seed") or not os.path.exists(mfile):
                     continue
-                with open(mfile) as f:
-                    m = json.load(f)
+                m = read_json(mfile)
                 row = {"dataset": label, "model": model, "seed": int(cell[4:])}
                 row.update({f"test_{k}": m["test"][k] for k in METRICS})
                 row["valid_ndcg@10"] = m["valid"]["ndcg@10"]
@@ -283,9 +289,32 @@ def _tests(by: dict, means: dict, models: list[str]) -> list[str]:
     return lines
 
 
-def write_results(study: str, rows: list[dict], order: list[str] | None = None) -> None:
-    from echorec.train.checkpoint import atomic_write_text
+def protocol_text(p: dict) -> str:
+    """The results header's account of protocol `p` (a `section.field` dict): the usual sentence, then every
+    other setting that differs from protocol()'s defaults, so the header lists what study.json lists."""
+    vm = p["eval.valid_metric"].upper()
+    decay, lr_pat = p["train.lr_decay"], p["train.lr_patience"]
+    decay_text = (f" (times {decay} after {lr_pat} epoch{'s' if lr_pat != 1 else ''} without valid {vm} gain)"
+                  if decay != 1.0 else "")
+    ema, warm = p["train.ema"], p["train.ema_warmup"]
+    ema_text = (f", weights averaged (EMA, decay min({ema}, (1 + n) / ({warm:g} + n)) at step n) for validation "
+                "and test" if ema else "")
+    loss = "CE over all items" if p["train.loss"] == "full" else f"sampled CE ({p['train.negatives']} negatives)"
+    ranking = "full ranking" if not p["eval.sampled"] else f"ranking among {p['eval.sampled']} sampled negatives"
+    said = {"data.train_mode", "data.max_len", "train.batch_size", "train.lr", "train.lr_decay", "train.lr_patience",
+            "train.ema", "train.ema_warmup", "train.loss", "train.negatives", "eval.sampled",
+            "eval.exclude_history", "train.epochs", "train.patience", "eval.valid_metric"}
+    default = protocol()
+    rest = [f"{k} {v}" for k, v in p.items() if k not in said and v != default.get(k)]
+    return (f"Protocol: leave-one-out, {p['data.train_mode']} training samples, max_len {p['data.max_len']}, batch "
+            f"{p['train.batch_size']}, Adam lr {p['train.lr']}{decay_text}{ema_text}, {loss}, {ranking}"
+            f"{' excluding the items in the history' if p['eval.exclude_history'] else ''}; at most "
+            f"{p['train.epochs']} epochs, early stop after {p['train.patience']} without valid {vm} gain "
+            f"(0 = never); test metrics at the best-valid epoch."
+            + (f" Other settings: {', '.join(rest)}." if rest else ""))
 
+
+def write_results(study: str, rows: list[dict], order: list[str] | None = None) -> None:
     if not rows:
         return
     buf = io.StringIO()  # the csv module quotes a dataset label with a comma in it; read_csv reads it back
@@ -293,27 +322,11 @@ def write_results(study: str, rows: list[dict], order: list[str] | None = None) 
     w.writeheader()
     w.writerows(rows)
     atomic_write_text(os.path.join(study, "results.csv"), buf.getvalue())
-    with open(os.path.join(study, "study.json")) as f:
-        info = json.load(f)
-    p = info["protocol"]
-    vm = p.get("valid_metric", "ndcg@10").upper()
-    decay = p.get("lr_decay", 1.0)  # absent from study.json files written before decay joined the protocol
-    lr_pat = p.get("lr_patience", 2)
-    decay_text = (f" (times {decay} after {lr_pat} epoch{'s' if lr_pat != 1 else ''} without valid {vm} gain)"
-                  if decay != 1.0 else "")
-    ema = p.get("ema", 0.0)  # absent from study.json files written before the weight average joined the protocol
-    warm = p.get("ema_warmup", 10.0)  # absent before the warm-up became a setting: it was 10
-    ema_text = (f", weights averaged (EMA, decay min({ema}, (1 + n) / ({warm:g} + n)) at step n) for validation and test"
-                if ema else "")
+    info = read_json(os.path.join(study, "study.json"))
     head = [f"# Accuracy study: {', '.join(dict.fromkeys(r['dataset'] for r in rows))}", "",
-            f"Protocol: leave-one-out, {p['train_mode']} training samples, max_len {p['max_len']}, batch "
-            f"{p['batch_size']}, Adam lr {p['lr']}"
-            f"{decay_text}{ema_text}, CE over all items, full ranking"
-            f"{' excluding the items in the history' if p['exclude_history'] else ''}; at most {p['epochs']} epochs, "
-            f"early stop after {p['patience']} without valid {vm} gain (0 = never); test metrics at the "
-            f"best-valid epoch.", "",
+            protocol_text(saved_protocol(study)), "",
             f"Started {info['created']} at commit {info['commit']} on {info['machine']}; tables written "
-            f"{time.strftime('%Y-%m-%d %H:%M')} at commit {git_commit()}.", "", ""]
+            f"{time.strftime('%Y-%m-%d %H:%M')} at commit {sysinfo.git_commit()}.", "", ""]
     atomic_write_text(os.path.join(study, "results.md"), "\n".join(head) + aggregate(rows, order) + "\n")
     plot_curves(study, rows)
 
@@ -328,6 +341,8 @@ def plot_curves(study: str, rows: list[dict]) -> list[str]:
         import matplotlib.ticker
     except ImportError:
         return []
+    from echorec.runfolder import RunFolder
+
     written = []
     for ds in dict.fromkeys(r["dataset"] for r in rows):
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -335,9 +350,7 @@ def plot_curves(study: str, rows: list[dict]) -> list[str]:
         for i, m in enumerate(models):
             color = plt.get_cmap("tab10")(i % 10)
             for j, r in enumerate(r for r in rows if r["dataset"] == ds and r["model"] == m):
-                hist = os.path.join(study, "runs", ds, m, f"seed{r['seed']}", "history.csv")
-                with open(hist) as f:
-                    h = list(csv.DictReader(f))
+                h = RunFolder(os.path.join(study, "runs", ds, m, f"seed{r['seed']}")).read_history()
                 ax.plot([int(x["epoch"]) for x in h], [float(x["valid_ndcg@10"]) for x in h], color=color,
                         marker="o", ms=3, lw=1.2, label=m if j == 0 else None)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))

@@ -46,8 +46,8 @@ def measure(model_name: str, L: int, n_items: int, batch: int, repeats: int, dev
     import torch
 
     from echorec.data.split import Batch
-    from echorec.registry import get_model_class
-    from echorec.train.loop import resolve_amp
+    from echorec.device import resolve_amp
+    from echorec.models import get_model_class
 
     torch.manual_seed(0)
     dev = torch.device(device)
@@ -121,7 +121,8 @@ def measure(model_name: str, L: int, n_items: int, batch: int, repeats: int, dev
 
 
 def write(out: str, rows: list[dict], cmd: str) -> None:
-    from echorec.bench.accuracy import git_commit, machine
+    from echorec.bench.accuracy import machine
+    from echorec.sysinfo import git_commit
 
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "speed.csv"), "w") as f:
@@ -197,11 +198,11 @@ def plot(out: str, rows: list[dict]) -> None:
 
 def main(argv=None):
     from echorec.errors import EchorecError
-    from echorec.registry import model_names
+    from echorec.models import model_names
 
-    from echorec.cli import _Parser  # one-line errors, status 2, like every other command
+    from echorec.fields import Parser  # one-line errors, status 2, like every other command
 
-    p = _Parser(prog="echorec bench speed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="echorec bench speed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default=",".join(model_names()))
     p.add_argument("--lengths", default="50,100,200,400,800")
     p.add_argument("--out", required=True)
@@ -223,7 +224,7 @@ def main(argv=None):
         r = measure(models[0], lengths[0], args.n_items, args.batch_size, args.repeats, args.device, args.amp)
         print("RESULT " + json.dumps(r), flush=True)
         return
-    from echorec.registry import get_model_class
+    from echorec.models import get_model_class
 
     for m in models:
         get_model_class(m)

@@ -17,16 +17,16 @@ Optuna is an optional extra: `pip install 'echorec[tune]'`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 
 from echorec.errors import EchorecError
+from echorec.fsio import read_json, write_json
 
 
 def search_space(model: str) -> dict:
     """name -> (kind, low, high | choices); kinds: logfloat, float (step 0.1), choice."""
-    from echorec.registry import get_model_class
+    from echorec.models import get_model_class
 
     space = {"train.lr": ("logfloat", 1e-4, 1e-2), "train.weight_decay": ("choice", [0.0, 1e-5, 1e-4, 1e-3])}
     for f in dataclasses.fields(get_model_class(model).Config):
@@ -60,51 +60,48 @@ def tune_one(study_dir: str, model: str, dataset: str, trials: int, proto, threa
         import optuna
     except ImportError:
         raise EchorecError("tuning needs optuna: pip install 'echorec[tune]'") from None
-    from echorec.bench.accuracy import cell_config, dataset_label
-    from echorec.config import save_json
-    from echorec.train.loop import load_data, train_model
+    from echorec.bench.accuracy import cell_config, dataset_label, parse_model_spec
+    from echorec.data.split import load_split
+    from echorec.train.loop import train_model
 
     label = dataset_label(dataset)
     path = os.path.join(study_dir, "tuned", label, f"{model}.json")
-    saved = {"trials": []}
-    if os.path.exists(path):
-        with open(path) as f:
-            saved = json.load(f)
+    saved = read_json(path) if os.path.exists(path) else {"trials": []}
     if len(saved["trials"]) >= trials:
         log(f"tune {label} {model}: {len(saved['trials'])} trials already, skipped")
         return saved
-    space = search_space(model)
+    space = search_space(parse_model_spec(model)[0])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
     for t in saved["trials"]:  # replay finished trials so the sampler continues where it stopped
         study.add_trial(optuna.trial.create_trial(params=t["params"], value=t["value"],
                                                   distributions={k: _distribution(space[k]) for k in t["params"]}))
     rc0 = cell_config(model, dataset, 0, proto, None, threads)
-    _, split = load_data(rc0)  # one load for all trials
+    _, split = load_split(rc0.data)  # one load for all trials
     while len(saved["trials"]) < trials:
         trial = study.ask()
         params = {name: _suggest(trial, name, spec) for name, spec in space.items()}
         rc = cell_config(model, dataset, 42, proto, params, threads)
         t0 = time.perf_counter()
         res = train_model(rc, split, None, quiet=True)
-        value = float(res.valid[proto.valid_metric])
+        value = float(res.valid[rc.eval.metric_key])
         study.tell(trial, value)
         saved["trials"].append({"params": params, "value": value, "best_epoch": res.best_epoch,
                                 "seconds": round(time.perf_counter() - t0, 1)})
         best = max(saved["trials"], key=lambda t: t["value"])
         saved.update({"best": best["params"], "best_valid_ndcg@10": best["value"], "budget": trials,
                       "space": {k: list(v) for k, v in space.items()}})
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        save_json(path, saved)
+        write_json(path, saved)
         log(f"tune {label} {model}: trial {len(saved['trials'])}/{trials} valid NDCG@10 {value:.4f} "
             f"(best {best['value']:.4f})")
     return saved
 
 
-def tune_study(study_dir: str, models: list[str], datasets: list[str], trials: int, proto, threads: int = 0,
-               log=lambda m: print(m, flush=True)) -> None:
-    from echorec.bench.accuracy import _check_protocol, validate
+def tune_study(study_dir: str, models: list[str], datasets: list[str], trials: int, overrides: dict | None = None,
+               threads: int = 0, log=lambda m: print(m, flush=True)) -> None:
+    from echorec.bench.accuracy import _check_protocol, protocol, validate
 
+    proto = protocol(overrides)
     validate(models, datasets, proto)
     _check_protocol(study_dir, proto)
     for ds in datasets:

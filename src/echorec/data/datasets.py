@@ -20,6 +20,7 @@ import zipfile
 from dataclasses import dataclass
 
 from echorec.errors import EchorecError
+from echorec.fsio import atomic_write_bytes, cache_dir
 
 GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 RECBOLE_WHEEL = "recbole==1.2.1"
@@ -55,26 +56,8 @@ NAMED = {
 }
 
 
-def cache_dir() -> str:
-    root = os.environ.get("ECHOREC_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "echorec"
-    )
-    os.makedirs(root, exist_ok=True)
-    return root
-
-
 def _digest(data: bytes, algo: str) -> str:
     return hashlib.new(algo, data).hexdigest()
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _from_grouplens(ds: NamedDataset, timeout: float) -> bytes:
@@ -118,7 +101,7 @@ def fetch(name: str, timeout: float = 20.0, quiet: bool = False) -> str:
     try:
         data = _from_grouplens(ds, timeout)
         path = os.path.join(folder, os.path.basename(ds.member))
-        _write_atomic(path, data)
+        atomic_write_bytes(path, data)
         return path
     except (OSError, zipfile.BadZipFile, KeyError) as e:
         errors.append(f"{ds.zip_url}: {e}")
@@ -132,7 +115,7 @@ def fetch(name: str, timeout: float = 20.0, quiet: bool = False) -> str:
             if got != ds.fallback_sha256:
                 raise OSError(f"checksum mismatch: sha256 {got}, expected {ds.fallback_sha256}")
             path = os.path.join(folder, f"{name}.inter")
-            _write_atomic(path, data)
+            atomic_write_bytes(path, data)
             return path
         except (OSError, zipfile.BadZipFile, KeyError) as e:
             errors.append(f"{RECBOLE_WHEEL} wheel: {e}")

@@ -8,15 +8,16 @@ reported, and served, in the file's own ids.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from echorec.data.readers import Interactions, read_interactions
 from echorec.errors import EchorecError
+from echorec.fsio import atomic_write_bytes, cache_dir
 
 CACHE_VERSION = 1  # bump when the processed layout or the preprocessing rules change
 
@@ -120,8 +121,6 @@ def load_sequences(
     cache: bool = True,
 ) -> SeqData:
     """Read + preprocess `path`, reusing a cached result keyed by the file's bytes and the options."""
-    from echorec.data.datasets import cache_dir
-
     options = {"fmt": fmt, "cols": list(cols), "min_rating": min_rating, "kcore": kcore_k}
     cfile = None
     if cache:
@@ -134,9 +133,7 @@ def load_sequences(
                 pass  # a damaged cache entry is rebuilt below
     data = preprocess(read_interactions(path, fmt, *cols), min_rating, kcore_k)
     if cfile is not None:
-        os.makedirs(os.path.dirname(cfile), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(cfile), suffix=".npz")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, items=data.items, offsets=data.offsets, item_raw=data.item_raw, user_raw=data.user_raw)
-        os.replace(tmp, cfile)
+        buf = io.BytesIO()
+        np.savez(buf, items=data.items, offsets=data.offsets, item_raw=data.item_raw, user_raw=data.user_raw)
+        atomic_write_bytes(cfile, buf.getvalue())
     return data

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from echorec.data.preprocess import SeqData
+from echorec.data.datasets import resolve
+from echorec.data.preprocess import SeqData, load_sequences
 from echorec.errors import EchorecError
 
 
@@ -60,6 +61,13 @@ class Split:
         if mode == "bsarec":
             return bsarec_samples(self.starts, self.train_end, max_len)
         raise EchorecError(f"unknown train_mode {mode!r}; use prefix, all or bsarec")
+
+
+def load_split(dc) -> tuple[SeqData, Split]:
+    """Read, preprocess (cached) and split the log a DataConfig names: (SeqData, leave-one-out Split)."""
+    data = load_sequences(resolve(dc.dataset), dc.format, (dc.user_col, dc.item_col, dc.time_col, dc.rating_col),
+                          dc.min_rating, dc.kcore)
+    return data, leave_one_out(data)
 
 
 def leave_one_out(data: SeqData) -> Split:
@@ -133,7 +141,6 @@ class BatchIterator:
         self.max_len, self.batch_size, self.mode = max_len, batch_size, mode
         self.shuffle, self.bucket, self.seed = shuffle, bucket, seed
         self.lengths = torch.clamp(self.end - self.start, max=max_len)
-        self.epoch = 0
 
     def __len__(self) -> int:
         return -(-len(self.start) // self.batch_size)
@@ -165,7 +172,3 @@ class BatchIterator:
         if self.mode == "all":
             return Batch(seq, targets=gather(self.items, s, e, width, shift=1))
         return Batch(seq, target=self.items[e])
-
-    def epoch_batches(self, epoch: int):
-        for idx in self.order(epoch):
-            yield self.make(idx)

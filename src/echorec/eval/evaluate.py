@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from echorec.config import EvalConfig
 from echorec.data.split import Split, gather
 from echorec.eval.metrics import metrics_from_ranks, target_ranks
 
@@ -75,13 +76,16 @@ def chunked_ranks(model, h: torch.Tensor, target: torch.Tensor, n_items: int, ch
     return torch.where(torch.isnan(t), torch.full_like(ranks, n_items), ranks)
 
 
-def evaluate(model, split: Split, which: str = "test", max_len: int = 50, batch_size: int = 1024,
-             ks=(5, 10, 20), exclude_history: bool = False, sampled: int = 0, device="cpu",
-             autocast_dtype=None, return_ranks: bool = False, item_chunk: int = 0, shard=None):
-    """Metrics of `model` on the 'valid' or 'test' item of every eval user.
+def evaluate(model, split: Split, which: str = "test", cfg: EvalConfig | None = None, max_len: int = 50,
+             device="cpu", return_ranks: bool = False, shard=None):
+    """Metrics of `model` on the 'valid' or 'test' item of every eval user, under EvalConfig `cfg`
+    (default: full ranking at K = 5, 10, 20); inputs are the last `max_len` items.
 
     shard=(rank, world): this process ranks every world-th user from `rank` on, and the ranks of all
     processes are gathered (torch.distributed) before the metrics are taken."""
+    cfg = cfg or EvalConfig()
+    batch_size, ks, exclude_history, sampled, item_chunk = (cfg.eval_batch_size, cfg.ks, cfg.exclude_history,
+                                                            cfg.sampled, cfg.item_chunk)
     was_training = model.training
     model.eval()
     start, end = split.eval_samples(which)
@@ -102,9 +106,7 @@ def evaluate(model, split: Split, which: str = "test", max_len: int = 50, batch_
             ranks.append(chunked_ranks(model, model.encode_last(seq).float(), target, split.n_items, item_chunk,
                                        hist).cpu())
             continue
-        with torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype or torch.bfloat16,
-                            enabled=autocast_dtype is not None):
-            scores = model.predict(seq).float()  # (B, n_items)
+        scores = model.predict(seq).float()  # (B, n_items)
         if exclude_history:
             # Mask everything the user consumed before the target (the whole history, not only the
             # max_len window), but never the target itself.
@@ -129,3 +131,22 @@ def evaluate(model, split: Split, which: str = "test", max_len: int = 50, batch_
     if sampled:
         m = {f"sampled{sampled}_{k}": v for k, v in m.items()}
     return (m, r) if return_ranks else m
+
+
+def evaluate_run(run_dir: str, which: str = "test", device: str | None = None) -> tuple[dict, dict | None]:
+    """Reload a run folder and recompute its `which` metrics on its data: (metrics, metrics.json's or None)."""
+    from echorec.data.split import load_split
+    from echorec.device import resolve_device
+    from echorec.errors import EchorecError
+    from echorec.runfolder import RunFolder
+
+    folder = RunFolder(run_dir)
+    rc, model, meta = folder.load_model()
+    dev = resolve_device(device or rc.train.device)
+    model.to(dev)
+    _, split = load_split(rc.data)
+    if split.n_items != int(meta["n_items"]):
+        raise EchorecError(f"{run_dir}: the data now has {split.n_items} items, the run was trained on {meta['n_items']}")
+    m = evaluate(model, split, which, rc.eval, rc.data.max_len, dev)
+    saved = folder.read_metrics()
+    return m, saved.get(which) if saved else None

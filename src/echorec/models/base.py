@@ -6,6 +6,13 @@
                  mode (batch.targets set), CE at every real position (valid for causal models only);
                  batch.label_smoothing moves that share of the target's mass evenly onto all items
 
+Streaming (serving one event at a time):
+    init_state(batch)       the state of `batch` empty histories
+    step(state, item)       item (B,) int64 appended to each history -> (state, scores (B, n_items))
+The default keeps the last max_len ids and re-encodes them, so its scores are `predict`'s. A model
+whose state carries the history in O(1) space (Mamba4Rec's recurrence, GRU4Rec's GRU) overrides both
+and sets `incremental = True`; it then reads the whole history, not only the last max_len items.
+
 Left padding puts every sequence's most recent item at column -1, so `encode(seq)[:, -1]` is the
 user representation whatever the lengths in the batch.
 """
@@ -16,10 +23,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from echorec.errors import EchorecError
+from echorec.nn.dropout import Dropout
+from echorec.nn.mamba import Mamba
+
+INITS = ("authors", "mamba")
+
 
 class SequentialRecommender(nn.Module):
     name: str = "base"
     causal: bool = True  # may it train in "all" mode (outputs at t depend only on items <= t)?
+    incremental: bool = False  # does step() cost O(1) in the history length?
     description: str = ""
 
     def __init__(self, n_items: int, max_len: int, hidden: int):
@@ -79,6 +93,24 @@ class SequentialRecommender(nn.Module):
         # The loss is the forward pass: DistributedDataParallel syncs gradients only through forward().
         return self.loss(batch)
 
+    # -- streaming ------------------------------------------------------------------------------------
+    def init_state(self, batch: int):
+        """The state of `batch` empty histories; here the kept ids, (batch, 0)."""
+        return torch.zeros(batch, 0, dtype=torch.long, device=self.item_emb.weight.device)
+
+    @torch.no_grad()
+    def step(self, state, item: torch.Tensor):
+        """Append item (B,) to every history -> (state, scores (B, n_items)); here: re-encode the window."""
+        seq = torch.cat([state, item[:, None]], dim=1)[:, -self.max_len:]  # (B, <= max_len)
+        return seq, self.predict(seq)
+
+    def prepare_export(self) -> None:
+        """Switch every part that has a faster, untraceable path (Mamba's compiled scans) to plain torch ops,
+        so torch.jit.trace can record the model."""
+        for m in self.modules():
+            if isinstance(m, Mamba):
+                m.backend = "torch"
+
     # -- helpers ----------------------------------------------------------------------------------
     def init_weights(self, std: float = 0.02, skip: set[int] = frozenset()) -> None:
         """N(0, std^2) Linear/Embedding weights, zero biases, unit LayerNorm (BERT/RecBole style).
@@ -117,3 +149,37 @@ class BlockStack(SequentialRecommender):
         for blk in self.blocks[:-1]:
             x = blk(x, mask)
         return self.blocks[-1].forward_last(x, mask)
+
+
+def check_heads(hidden: int, heads: int) -> None:
+    if hidden % heads:
+        raise EchorecError(f"--heads {heads}: must divide --hidden {hidden}")
+
+
+def init_like_authors(model: SequentialRecommender, init: str, std: float = 0.02) -> None:
+    """The Mamba4Rec/EchoMamba4Rec authors' N(0, std) re-init of every Linear/Embedding ("authors"), or of all
+    but Mamba's own layers ("mamba")."""
+    skip = {id(m) for mb in model.modules() if isinstance(mb, Mamba) for m in mb.modules()} if init == "mamba" else set()
+    model.init_weights(std, skip)
+
+
+def pad_to(seq: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Left-pad (or crop) (B, W) ids to (B, max_len): models whose output depends on the window."""
+    seq = seq[:, -max_len:]
+    return F.pad(seq, (max_len - seq.shape[1], 0)) if seq.shape[1] < max_len else seq
+
+
+class WindowEmbedding(SequentialRecommender):
+    """FMLP-Rec/BSARec input: ids left-padded to the full max_len window, item + learned position
+    embedding over that window, LayerNorm, dropout (as in their official code)."""
+
+    def __init__(self, n_items: int, max_len: int, hidden: int, dropout: float):
+        super().__init__(n_items, max_len, hidden)
+        self.pos_emb = nn.Embedding(max_len, hidden)
+        self.ln = nn.LayerNorm(hidden, eps=1e-12)
+        self.drop = Dropout(dropout)
+
+    def _window(self, seq):
+        """(B, W) ids -> (ids (B, max_len), x (B, max_len, D))."""
+        seq = pad_to(seq, self.max_len)
+        return seq, self.drop(self.ln(self.item_emb(seq) + self.pos_emb.weight[None]))

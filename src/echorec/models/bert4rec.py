@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from echorec.models.base import SequentialRecommender
+from echorec.fields import setting
+from echorec.models.base import SequentialRecommender, check_heads
 from echorec.nn.attention import TransformerBlock, attention_mask
 from echorec.nn.dropout import Dropout
 from echorec.registry import register
@@ -26,13 +27,16 @@ from echorec.registry import register
 
 @dataclass
 class BERT4RecConfig:
-    hidden: int = 64
-    layers: int = 2
-    heads: int = 2
-    inner: int = 256
-    dropout: float = 0.2
-    attn_dropout: float = 0.2
-    mask_ratio: float = 0.2
+    hidden: int = setting(64, "width of the item embedding and of every layer", low=1)
+    layers: int = setting(2, "transformer blocks", low=1)
+    heads: int = setting(2, "attention heads (must divide --hidden)", low=1)
+    inner: int = setting(256, "FFN width", low=1)
+    dropout: float = setting(0.2, "dropout on hidden states", low=0, high=1, high_open=True)
+    attn_dropout: float = setting(0.2, "dropout on attention weights", low=0, high=1, high_open=True)
+    mask_ratio: float = setting(0.2, "share of real items replaced by [mask] in training", low=0, high=1)
+
+    def check(self) -> None:
+        check_heads(self.hidden, self.heads)
 
 
 @register("bert4rec")

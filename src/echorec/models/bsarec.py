@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from echorec.models.fmlprec import WindowEmbedding
+from echorec.fields import setting
+from echorec.models.base import WindowEmbedding, check_heads
 from echorec.nn.attention import MultiHeadAttention, attention_mask
 from echorec.nn.dropout import Dropout
 from echorec.nn.ffn import FFNResidual
@@ -24,13 +25,16 @@ from echorec.registry import register
 
 @dataclass
 class BSARecConfig:
-    hidden: int = 64
-    layers: int = 2
-    heads: int = 1
-    dropout: float = 0.5
-    attn_dropout: float = 0.5
-    c: int = 3  # low-pass cut: c // 2 + 1 frequency bins kept
-    alpha: float = 0.9  # weight of the frequency branch
+    hidden: int = setting(64, "width of the item embedding and of every layer", low=1)
+    layers: int = setting(2, "BSARec blocks", low=1)
+    heads: int = setting(1, "attention heads (must divide --hidden)", low=1)
+    dropout: float = setting(0.5, "dropout on hidden states", low=0, high=1, high_open=True)
+    attn_dropout: float = setting(0.5, "dropout on attention weights", low=0, high=1, high_open=True)
+    c: int = setting(3, "low-pass cut: c // 2 + 1 frequency bins are kept", low=1)
+    alpha: float = setting(0.9, "weight of the frequency branch against attention", low=0, high=1)
+
+    def check(self) -> None:
+        check_heads(self.hidden, self.heads)
 
 
 class BSARecBlock(nn.Module):

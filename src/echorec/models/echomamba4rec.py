@@ -28,34 +28,38 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from echorec.errors import EchorecError
-from echorec.models.base import BlockStack
-from echorec.models.mamba4rec import init_like_authors
+from echorec.fields import setting
+from echorec.models.base import INITS, BlockStack, init_like_authors
 from echorec.nn.dropout import Dropout
 from echorec.nn.ffn import FFNResidual, GLUResidual
 from echorec.nn.mamba import Mamba
 from echorec.nn.spectral import SpectralFilter
+from echorec.nn.ssm import SCAN_BACKENDS
 from echorec.registry import register
 
 
 @dataclass
 class EchoMamba4RecConfig:
-    hidden: int = 64
-    layers: int = 1
-    d_state: int = 32
-    d_conv: int = 4
-    expand: int = 2
-    dropout: float = 0.2
-    position: bool = False  # learned position embedding (off in the paper)
-    filter: bool = True  # ablation: spectral filter
-    backward: bool = True  # ablation: backward Mamba branch
-    glu: str = "glu"  # ablation: glu | ffn (4x GELU) | none
-    combine: str = "sum"  # ablation: sum | gated | concat (concatenate then project)
-    share_direction_weights: bool = False  # ablation: one Mamba for both directions
-    reverse: str = "real"  # real | padded (the authors' behaviour)
-    glu_dropout: str = "authors"  # authors: LN(drop(out + x)) | standard: LN(x + drop(out))
-    init: str = "authors"  # authors | mamba
-    backend: str = ""  # selective-scan backend; "" = automatic
+    hidden: int = setting(64, "width of the item embedding and of every layer", low=1)
+    layers: int = setting(1, "Echo blocks (filter + bidirectional Mamba + GLU)", low=1)
+    d_state: int = setting(32, "state size N of the selective SSM", low=1)
+    d_conv: int = setting(4, "width of Mamba's causal depthwise convolution", low=1)
+    expand: int = setting(2, "Mamba's inner width = expand * hidden", low=1)
+    dropout: float = setting(0.2, "dropout on embeddings and hidden states", low=0, high=1, high_open=True)
+    position: bool = setting(False, "learned position embedding (off in the paper)")
+    filter: bool = setting(True, "ablation: the learnable spectral filter")
+    backward: bool = setting(True, "ablation: the backward Mamba branch")
+    glu: str = setting("glu", "ablation: channel mixer (ffn: 4x GELU)", choices=("glu", "ffn", "none"))
+    combine: str = setting("sum", "ablation: how the two directions meet (concat: concatenate then project)",
+                           choices=("sum", "gated", "concat"))
+    share_direction_weights: bool = setting(False, "ablation: one Mamba for both directions")
+    reverse: str = setting("real", "real: reverse the real tokens only | padded: the authors' reversal of the "
+                           "padded batch", choices=("real", "padded"))
+    glu_dropout: str = setting("authors", "authors: LN(drop(out + x)) | standard: LN(x + drop(out))",
+                               choices=("authors", "standard"))
+    init: str = setting("authors", "authors: N(0, 0.02) on every Linear/Embedding | mamba: keep Mamba's own init",
+                        choices=INITS)
+    backend: str = setting("", "selective-scan backend; empty = automatic", choices=SCAN_BACKENDS)
 
 
 def reverse_index(mask: torch.Tensor) -> torch.Tensor:
@@ -85,10 +89,6 @@ class BiMamba(nn.Module):
                 self.gate = nn.Linear(2 * cfg.hidden, cfg.hidden)
             elif cfg.combine == "concat":
                 self.proj = nn.Linear(2 * cfg.hidden, cfg.hidden)
-            elif cfg.combine != "sum":
-                raise EchorecError(f"--combine {cfg.combine!r}: use sum, gated or concat")
-        if cfg.reverse not in ("real", "padded"):
-            raise EchorecError(f"--reverse {cfg.reverse!r}: use real or padded")
 
     def forward(self, x, mask):
         f = self.ln_f(self.drop(self.fwd(x, mask)) + x)
@@ -133,15 +133,11 @@ class EchoBlock(nn.Module):
         self.drop = Dropout(cfg.dropout)
         self.bimamba = BiMamba(cfg)
         if cfg.glu == "glu":
-            if cfg.glu_dropout not in ("authors", "standard"):
-                raise EchorecError(f"--glu-dropout {cfg.glu_dropout!r}: use authors or standard")
             self.mixer = GLUResidual(cfg.hidden, cfg.dropout, dropout_after_residual=cfg.glu_dropout == "authors")
         elif cfg.glu == "ffn":
             self.mixer = FFNResidual(cfg.hidden, 4 * cfg.hidden, cfg.dropout)
-        elif cfg.glu == "none":
+        else:  # "none"
             self.mixer = nn.Identity()
-        else:
-            raise EchorecError(f"--glu {cfg.glu!r}: use glu, ffn or none")
 
     def forward(self, x, mask):
         x = self._filter(x, mask)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
-from echorec.models.base import SequentialRecommender
+from echorec.fields import setting
+from echorec.models.base import WindowEmbedding
 from echorec.nn.dropout import Dropout
 from echorec.nn.ffn import FFNResidual
 from echorec.nn.spectral import SpectralFilter
@@ -23,9 +22,9 @@ from echorec.registry import register
 
 @dataclass
 class FMLPRecConfig:
-    hidden: int = 64
-    layers: int = 2
-    dropout: float = 0.5  # hidden_dropout_prob in the official code
+    hidden: int = setting(64, "width of the item embedding and of every layer", low=1)
+    layers: int = setting(2, "filter blocks", low=1)
+    dropout: float = setting(0.5, "dropout on hidden states (the official code's hidden_dropout_prob)", low=0, high=1, high_open=True)
 
 
 class FilterBlock(nn.Module):
@@ -38,28 +37,6 @@ class FilterBlock(nn.Module):
 
     def forward(self, x):
         return self.ffn(self.ln(x + self.drop(self.filter(x))))
-
-
-def pad_to(seq: torch.Tensor, max_len: int) -> torch.Tensor:
-    """Left-pad (or crop) (B, W) ids to (B, max_len): models whose output depends on the window."""
-    seq = seq[:, -max_len:]
-    return F.pad(seq, (max_len - seq.shape[1], 0)) if seq.shape[1] < max_len else seq
-
-
-class WindowEmbedding(SequentialRecommender):
-    """FMLP-Rec/BSARec input: ids left-padded to the full max_len window, item + learned position
-    embedding over that window, LayerNorm, dropout (as in their official code)."""
-
-    def __init__(self, n_items: int, max_len: int, hidden: int, dropout: float):
-        super().__init__(n_items, max_len, hidden)
-        self.pos_emb = nn.Embedding(max_len, hidden)
-        self.ln = nn.LayerNorm(hidden, eps=1e-12)
-        self.drop = Dropout(dropout)
-
-    def _window(self, seq):
-        """(B, W) ids -> (ids (B, max_len), x (B, max_len, D))."""
-        seq = pad_to(seq, self.max_len)
-        return seq, self.drop(self.ln(self.item_emb(seq) + self.pos_emb.weight[None]))
 
 
 @register("fmlprec")

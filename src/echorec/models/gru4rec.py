@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
+from echorec.fields import setting
 from echorec.models.base import SequentialRecommender
 from echorec.nn.dropout import Dropout
 from echorec.registry import register
@@ -18,10 +20,10 @@ from echorec.registry import register
 
 @dataclass
 class GRU4RecConfig:
-    hidden: int = 64  # embedding size (RecBole: embedding_size 64)
-    gru_hidden: int = 128  # RecBole: hidden_size 128
-    layers: int = 1
-    dropout: float = 0.3  # RecBole: dropout_prob 0.3 (on embeddings)
+    hidden: int = setting(64, "item embedding size (RecBole: embedding_size)", low=1)
+    gru_hidden: int = setting(128, "GRU state size (RecBole: hidden_size)", low=1)
+    layers: int = setting(1, "GRU layers", low=1)
+    dropout: float = setting(0.3, "dropout on the embeddings (RecBole: dropout_prob)", low=0, high=1, high_open=True)
 
 
 @register("gru4rec")
@@ -37,7 +39,7 @@ class GRU4Rec(SequentialRecommender):
         self.gru = nn.GRU(cfg.hidden, cfg.gru_hidden, cfg.layers, bias=False, batch_first=True)
         self.dense = nn.Linear(cfg.gru_hidden, cfg.hidden)
         nn.init.xavier_normal_(self.item_emb.weight)  # RecBole's init for GRU4Rec
-        with __import__("torch").no_grad():
+        with torch.no_grad():
             self.item_emb.weight[0].zero_()
         for name, p in self.gru.named_parameters():
             nn.init.xavier_uniform_(p)
@@ -46,3 +48,15 @@ class GRU4Rec(SequentialRecommender):
         seq = seq[:, -self.max_len:]
         out, _ = self.gru(self.drop(self.item_emb(seq)))  # (B, L, gru_hidden)
         return self.dense(out)
+
+    # Streaming: the GRU's hidden state is the whole history.
+    incremental = True
+
+    def init_state(self, batch: int):
+        w = self.item_emb.weight
+        return torch.zeros(self.cfg.layers, batch, self.cfg.gru_hidden, device=w.device, dtype=w.dtype)
+
+    @torch.no_grad()
+    def step(self, state, item):
+        out, state = self.gru(self.drop(self.item_emb(item))[:, None], state)  # (B, 1, gru_hidden)
+        return state, self.score(self.dense(out[:, 0]))

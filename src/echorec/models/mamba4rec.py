@@ -12,36 +12,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
-from echorec.errors import EchorecError
-from echorec.models.base import BlockStack, SequentialRecommender
+from echorec.fields import setting
+from echorec.models.base import INITS, BlockStack, init_like_authors
 from echorec.nn.dropout import Dropout
 from echorec.nn.ffn import FFNResidual
 from echorec.nn.mamba import Mamba
+from echorec.nn.ssm import SCAN_BACKENDS
 from echorec.registry import register
 
 
 @dataclass
 class Mamba4RecConfig:
-    hidden: int = 64
-    layers: int = 1
-    d_state: int = 32
-    d_conv: int = 4
-    expand: int = 2
-    dropout: float = 0.2
-    inner_mult: int = 4  # FFN width = inner_mult * hidden
-    single_layer_residual: bool = False  # the authors' code skips the residual when layers == 1
-    init: str = "authors"  # authors: N(0, 0.02) on every Linear/Embedding | mamba: keep Mamba's own init
-    backend: str = ""  # selective-scan backend; "" = automatic
-
-
-def init_like_authors(model: SequentialRecommender, init: str, std: float = 0.02) -> None:
-    """The authors' N(0, std) re-init of every Linear/Embedding ("authors"), or of all but Mamba's ("mamba")."""
-    if init not in ("authors", "mamba"):
-        raise EchorecError(f"--init {init!r}: use authors or mamba")
-    skip = {id(m) for mb in model.modules() if isinstance(mb, Mamba) for m in mb.modules()} if init == "mamba" else set()
-    model.init_weights(std, skip)
+    hidden: int = setting(64, "width of the item embedding and of every layer", low=1)
+    layers: int = setting(1, "Mamba layers", low=1)
+    d_state: int = setting(32, "state size N of the selective SSM", low=1)
+    d_conv: int = setting(4, "width of Mamba's causal depthwise convolution", low=1)
+    expand: int = setting(2, "Mamba's inner width = expand * hidden", low=1)
+    dropout: float = setting(0.2, "dropout on embeddings and hidden states", low=0, high=1, high_open=True)
+    inner_mult: int = setting(4, "FFN width = inner_mult * hidden", low=1)
+    single_layer_residual: bool = setting(False, "keep the residual around Mamba with one layer (the authors' "
+                                          "code skips it)")
+    init: str = setting("authors", "authors: N(0, 0.02) on every Linear/Embedding | mamba: keep Mamba's own init",
+                        choices=INITS)
+    backend: str = setting("", "selective-scan backend; empty = automatic", choices=SCAN_BACKENDS)
 
 
 class MambaLayer(nn.Module):
@@ -83,5 +79,22 @@ class Mamba4Rec(BlockStack):
     def _embed(self, seq):
         seq = seq[:, -self.max_len:]
         return self.ln(self.drop(self.item_emb(seq))), seq > 0  # (B, L, D); the authors drop out before LN
+
+    # Streaming: each layer's Mamba keeps its recurrence (conv tail + SSM state); all else is pointwise.
+    incremental = True
+
+    def init_state(self, batch: int):
+        return [layer.mamba.allocate_state(batch, self.item_emb.weight.device) for layer in self.blocks]
+
+    @torch.no_grad()
+    def step(self, state, item):
+        x = self.ln(self.item_emb(item))  # (B, D); dropout is the identity in eval
+        new = []
+        for layer, st in zip(self.blocks, state):
+            h, st = layer.mamba.step(x, st)
+            h = layer.ln(h + x if layer.residual else h)
+            x = layer.ffn(h)
+            new.append(st)
+        return new, self.score(x)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from echorec.fields import setting
 from echorec.models.base import SequentialRecommender
 from echorec.nn.dropout import Dropout
 from echorec.registry import register
@@ -21,11 +22,11 @@ from echorec.registry import register
 
 @dataclass
 class NARMConfig:
-    hidden: int = 64  # embedding size
-    gru_hidden: int = 128
-    layers: int = 1
-    emb_dropout: float = 0.25
-    ct_dropout: float = 0.5
+    hidden: int = setting(64, "item embedding size", low=1)
+    gru_hidden: int = setting(128, "GRU state size", low=1)
+    layers: int = setting(1, "GRU layers", low=1)
+    emb_dropout: float = setting(0.25, "dropout on the embeddings", low=0, high=1, high_open=True)
+    ct_dropout: float = setting(0.5, "dropout on the concatenated representation", low=0, high=1, high_open=True)
 
 
 @register("narm")

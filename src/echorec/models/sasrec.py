@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from echorec.models.base import SequentialRecommender
+from echorec.fields import setting
+from echorec.models.base import SequentialRecommender, check_heads
 from echorec.nn.dropout import Dropout
 from echorec.nn.attention import TransformerBlock, attention_mask
 from echorec.registry import register
@@ -22,14 +23,17 @@ from echorec.registry import register
 
 @dataclass
 class SASRecConfig:
-    hidden: int = 64
-    layers: int = 2
-    heads: int = 2
-    inner: int = 256  # FFN width (RecBole: inner_size 256)
-    dropout: float = 0.5  # hidden_dropout_prob in RecBole
-    attn_dropout: float = 0.5  # attn_dropout_prob in RecBole
-    act: str = "gelu"
-    layer_norm_eps: float = 1e-12
+    hidden: int = setting(64, "width of the item embedding and of every layer", low=1)
+    layers: int = setting(2, "transformer blocks", low=1)
+    heads: int = setting(2, "attention heads (must divide --hidden)", low=1)
+    inner: int = setting(256, "FFN width (RecBole: inner_size)", low=1)
+    dropout: float = setting(0.5, "dropout on hidden states (RecBole: hidden_dropout_prob)", low=0, high=1, high_open=True)
+    attn_dropout: float = setting(0.5, "dropout on attention weights (RecBole: attn_dropout_prob)", low=0, high=1, high_open=True)
+    act: str = setting("gelu", "FFN activation", choices=("gelu", "relu"))
+    layer_norm_eps: float = setting(1e-12, "LayerNorm epsilon", low=0, low_open=True)
+
+    def check(self) -> None:
+        check_heads(self.hidden, self.heads)
 
 
 @register("sasrec")
@@ -67,6 +71,9 @@ class SASRec(SequentialRecommender):
 
     def encode(self, seq):
         return self._run(seq, last_only=False)
+
+    # Streaming uses the base class's window re-encode, not a KV cache: positions count back from the most
+    # recent item, so each new event changes the input of every earlier token and no cached key stays valid.
 
     def encode_last(self, seq):
         # The last block needs only the last query: skip attention rows and FFN for L - 1 positions.

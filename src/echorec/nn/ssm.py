@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from echorec.nn import _kernels
 
+SCAN_BACKENDS = ("", "numba", "torch", "ref", "mamba_ssm")  # "" = pick_backend's choice
 log = logging.getLogger("echorec.ssm")
 _announced: set[str] = set()
 

@@ -1,7 +1,7 @@
 """Export a run folder's model as TorchScript: left-padded ids (B, max_len) -> top-k (scores, item ids).
 
-The traced graph is plain torch: Mamba blocks are switched to the pure-torch scan while tracing
-(the numba kernels cannot be traced), and the example input carries padding so the general masking
+The traced graph is plain torch: the model's `prepare_export()` switches parts with untraceable fast
+paths (the numba scan kernels) to plain torch ops, and the example input carries padding so the general masking
 path is the one recorded. Load it anywhere with `torch.jit.load(path)`; no echorec import needed.
 """
 
@@ -12,8 +12,7 @@ import warnings
 import torch
 from torch import nn
 
-from echorec.nn.mamba import Mamba
-from echorec.train.run import load_model
+from echorec.runfolder import RunFolder
 
 
 class TopK(nn.Module):
@@ -28,10 +27,8 @@ class TopK(nn.Module):
 
 
 def export_torchscript(run_dir: str, out: str, k: int = 10) -> str:
-    rc, model, meta = load_model(run_dir)
-    for m in model.modules():
-        if isinstance(m, Mamba):
-            m.backend = "torch"
+    rc, model, meta = RunFolder(run_dir).load_model()
+    model.prepare_export()
     L = rc.data.max_len
     g = torch.Generator().manual_seed(0)
     example = torch.randint(1, int(meta["n_items"]) + 1, (2, L), generator=g)

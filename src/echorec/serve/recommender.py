@@ -7,21 +7,21 @@ Input rules: unknown items are dropped and reported; an empty or fully unknown h
 most popular items, flagged `fallback: true`; only the most recent max_len items are used; items in
 the history are not recommended again unless exclude_seen=False.
 
-Streaming: `rec.session()` keeps one user's state. For Mamba4Rec it is the Mamba recurrence itself
-(conv tail + SSM state per layer), so each new event costs O(1) in the history length; other models
-re-encode the kept history on every event, and `session.incremental` says which.
+Streaming: `rec.session()` keeps one user's state through the model contract's `init_state` /
+`step`. Where the model's state is its recurrence (Mamba4Rec, GRU4Rec) each new event costs O(1) in
+the history length; other models re-encode the last max_len items, and `session.incremental` says
+which.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 
 import numpy as np
 import torch
 
 from echorec.errors import EchorecError
-from echorec.train.run import load_model
+from echorec.runfolder import RunFolder
 
 
 class Recommender:
@@ -36,22 +36,13 @@ class Recommender:
 
     @classmethod
     def from_run(cls, run_dir: str, device="cpu") -> "Recommender":
-        rc, model, meta = load_model(run_dir, device)
-        path = os.path.join(run_dir, "items.tsv")
-        if not os.path.exists(path):
-            raise EchorecError(f"{path}: no such file (the run folder has no item map)")
-        with open(path, encoding="utf-8") as f:
-            rows = list(csv.DictReader(f, delimiter="\t"))
-        if len(rows) != int(meta["n_items"]):
-            raise EchorecError(f"{path}: {len(rows)} items, but the model was trained on {meta['n_items']}")
-        item_raw = [r["raw_id"] for r in rows]
-        counts = np.array([int(r.get("count") or 0) for r in rows], dtype=np.int64)
-        metrics = {}
-        mpath = os.path.join(run_dir, "metrics.json")
-        if os.path.exists(mpath):
-            from echorec.train.checkpoint import read_json
-
-            metrics = read_json(mpath).get("test", {})
+        folder = RunFolder(run_dir)
+        rc, model, meta = folder.load_model(device)
+        item_raw, counts = folder.read_items()
+        if len(item_raw) != int(meta["n_items"]):
+            raise EchorecError(f"{folder.file('items.tsv')}: {len(item_raw)} items, but the model was trained on "
+                               f"{meta['n_items']}")
+        metrics = (folder.read_metrics() or {}).get("test", {})
         info = {"model": rc.model, "dataset": rc.data.dataset, "n_items": len(item_raw), "max_len": rc.data.max_len,
                 "causal": bool(model.causal), "metrics": metrics, "run": os.path.abspath(run_dir)}
         return cls(model, item_raw, counts, rc.data.max_len, info)
@@ -126,15 +117,12 @@ class Session:
     """One user's running state; `add(item)` then `recommend(k)`."""
 
     def __init__(self, rec: Recommender):
-        from echorec.models.mamba4rec import Mamba4Rec
-
         self.rec = rec
         self.history: list[int] = []
         self.dropped: list[str] = []
-        self.incremental = isinstance(rec.model, Mamba4Rec)
-        self._h = None
-        if self.incremental:
-            self._states = [layer.mamba.allocate_state(1) for layer in rec.model.blocks]
+        self.incremental = bool(rec.model.incremental)
+        self._state = rec.model.init_state(1)
+        self._scores: torch.Tensor | None = None
 
     @torch.no_grad()
     def add(self, item) -> None:
@@ -143,23 +131,12 @@ class Session:
             self.dropped.append(str(item))
             return
         self.history.append(i)
-        if self.incremental:
-            m = self.rec.model
-            x = m.ln(m.item_emb(torch.tensor([i])))  # (1, D); dropout is the identity in eval
-            for j, layer in enumerate(m.blocks):
-                h, self._states[j] = layer.mamba.step(x, self._states[j])
-                h = layer.ln(h + x if layer.residual else h)
-                x = layer.ffn(h)
-            self._h = x
+        device = self.rec.model.item_emb.weight.device
+        self._state, scores = self.rec.model.step(self._state, torch.tensor([i], device=device))
+        self._scores = scores[0]
 
-    @torch.no_grad()
     def scores(self) -> torch.Tensor | None:
-        if not self.history:
-            return None
-        if self.incremental:
-            return self.rec.model.score(self._h)[0]
-        seq = torch.tensor([self.history[-self.rec.max_len:]])
-        return self.rec.model.predict(seq)[0]
+        return self._scores
 
     def recommend(self, k: int = 10, exclude_seen: bool = True) -> dict:
         self.rec._check_k(k)

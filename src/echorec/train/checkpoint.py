@@ -1,73 +1,15 @@
-"""Atomic writes of run-folder files and safe (safetensors-only) weight loading.
-
-Every file is written to a temporary name in the same folder, fsynced, then renamed over the old
-one, so a crash mid-save leaves the previous file intact. Weights never go through pickle.
+"""Training checkpoints for exact resume: model, Adam state, RNG, the weight average and the loop's
+position in one safetensors file of the run folder, written atomically. Nothing is pickled.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 
 import torch
 
 from echorec.errors import EchorecError
-
-
-def _atomic(path: str, write) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    _atomic(path, lambda f: f.write(data))
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def save_weights(path: str, state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    from safetensors.torch import save
-
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    atomic_write_bytes(path, save(tensors, metadata=metadata))
-
-
-def load_weights(path: str) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
-    if not os.path.exists(path):
-        raise EchorecError(f"{path}: no such file")
-    with open(path, "rb") as f:
-        blob = f.read()
-    try:
-        return load(blob)
-    except (SafetensorError, ValueError, RuntimeError, OSError) as e:
-        raise EchorecError(f"{path}: not a valid safetensors file ({e}); it may be truncated or tampered with") from None
-
-
-def read_json(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise EchorecError(f"{path}: no such file") from None
-    except json.JSONDecodeError as e:
-        raise EchorecError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+from echorec.runfolder import load_weights, save_weights
 
 
 # -- training checkpoints (exact resume) ------------------------------------------------------------

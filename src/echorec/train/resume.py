@@ -1,0 +1,107 @@
+"""Checkpoint and resume: the loop state a checkpoint holds, putting a run back where it stopped, and
+the rule for which settings a resumed run may change. (train/checkpoint.py is the file format.)"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from echorec.config import run_config_from_dict, run_config_to_dict
+from echorec.errors import EchorecError
+from echorec.runfolder import CHECKPOINT, RunFolder
+from echorec.train.checkpoint import checkpoint_loop, load_checkpoint
+from echorec.train.checkpoint import save_checkpoint as write_checkpoint
+
+
+@dataclass
+class LoopState:
+    """The loop's whole position; with the model, optimizer and RNG it is all a checkpoint needs."""
+
+    epoch: int = 1  # the epoch in progress (or next)
+    step: int = 0  # steps of it already done
+    best: float = -math.inf  # best valid metric so far
+    best_epoch: int = 0
+    bad: int = 0  # epochs since the best (early stopping)
+    lr_bad: int = 0  # epochs since the best or the last lr decay
+    history: list = field(default_factory=list)  # one row per finished epoch
+    loss_sum: float = 0.0  # of this epoch so far, weighted by batch size
+    n_seen: int = 0  # samples of this epoch so far
+    epoch_seconds: float = 0.0  # training time of this epoch before a checkpoint
+    train_seconds: float = 0.0  # of all finished epochs
+    done: bool = False  # stopped early
+    ema_updates: int = 0  # steps taken by the weight average
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> "LoopState":
+        """Missing keys keep their defaults (a checkpoint written before they were added)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(d, dict) or set(d) - names:
+            raise EchorecError(f"{where}: the checkpoint's loop state is not echorec's")
+        return cls(**d)
+
+    def next_epoch(self, epoch_seconds: float) -> None:
+        self.train_seconds += epoch_seconds
+        self.epoch, self.step, self.loss_sum, self.n_seen, self.epoch_seconds = self.epoch + 1, 0, 0.0, 0, 0.0
+
+
+# Settings a resumed run may change: how long it goes on and how it runs, never what it computes
+# (an interrupted run resumed with the same settings is bit-identical to an uninterrupted one).
+RESUME_MAY_CHANGE = {"train.epochs", "train.patience", "train.threads", "train.progress", "train.checkpoint_every"}
+
+
+def check_resume_config(folder: RunFolder, asked) -> None:
+    """Refuse to resume the run in `folder` with settings (a RunConfig) that change what it computes."""
+    base = folder.read_config_dict()
+    base.pop("meta", None)
+    saved, want = run_config_to_dict(run_config_from_dict(base, folder.file("config.json"))), run_config_to_dict(asked)
+    diff = [f"{sec}.{k}" for sec in saved if isinstance(saved[sec], dict)
+            for k in saved[sec] if saved[sec][k] != want[sec].get(k) and f"{sec}.{k}" not in RESUME_MAY_CHANGE]
+    if saved["model"] != want["model"]:
+        diff.insert(0, "model")
+    if diff:
+        raise EchorecError(f"--resume {folder.path}: the run was trained with another config "
+                           f"(differs in {', '.join(diff)}); resume with the same settings")
+
+
+def check_resume_epochs(folder: RunFolder, epochs: int) -> None:
+    done = (checkpoint_loop(folder.file(CHECKPOINT)) or {}).get("epoch", 1) - 1
+    if epochs < done:
+        raise EchorecError(f"--resume {folder.path}: the run has already trained {done} epochs; --epochs must be at "
+                           f"least that (it counts all epochs, not more of them)")
+
+
+def save_checkpoint(tr, state) -> None:
+    """The trainer's model, optimizer, RNG, weight average and loop state, into its run folder (rank 0)."""
+    if tr.folder is not None:
+        write_checkpoint(tr.folder.file(CHECKPOINT), tr.model, tr.opt, state.to_dict(), run_config_to_dict(tr.rc),
+                         ema=tr.ema_model)
+
+
+def restore(tr, out: str):
+    """Put the trainer back where the checkpoint in `out` stopped: model, optimizer, RNG, loop state and the
+    best weights so far. Returns (LoopState, the saved weight average or None)."""
+    path = os.path.join(out, CHECKPOINT) if out else None
+    if not path or not os.path.exists(path):
+        raise EchorecError(f"{out}: no {CHECKPOINT} to resume from")
+    c = load_checkpoint(path)
+    tr.model.load_state_dict(c["model"])
+    tr.opt.load_state_dict(c["optimizer"])
+    torch.set_rng_state(c["rng"]["torch"])
+    for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
+        if f"cuda{i}" in c["rng"]:
+            torch.cuda.set_rng_state(c["rng"][f"cuda{i}"], i)
+    state = LoopState.from_dict(c["loop"], path)
+    # The patience may have been raised on resume (to train on after an early stop): judge the
+    # stop again with the current setting, as if the run had used it from the start.
+    state.done = bool(tr.rc.train.patience and state.bad >= tr.rc.train.patience)
+    if state.best_epoch:
+        tr.best_state = RunFolder(out).read_weights()
+    tr.say(f"[echorec] resuming {out} at epoch {state.epoch}, step {state.step}")
+    return state, c.get("ema")
