@@ -19,11 +19,14 @@ user representation whatever the lengths in the batch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from echorec.errors import EchorecError
+from echorec.fields import setting
 from echorec.nn.dropout import Dropout
 from echorec.nn.mamba import Mamba
 
@@ -149,6 +152,18 @@ class BlockStack(SequentialRecommender):
         for blk in self.blocks[:-1]:
             x = blk(x, mask)
         return self.blocks[-1].forward_last(x, mask)
+
+
+@dataclass
+class MambaSettings:
+    """The settings Mamba4Rec and EchoMamba4Rec share, first in both Configs (the authors' defaults)."""
+
+    hidden: int = setting(64, "width of the item embedding and of every layer", low=1)
+    layers: int = setting(1, "layers (EchoMamba4Rec: filter + bidirectional Mamba + GLU blocks)", low=1)
+    d_state: int = setting(32, "state size N of the selective SSM", low=1)
+    d_conv: int = setting(4, "width of Mamba's causal depthwise convolution", low=1)
+    expand: int = setting(2, "Mamba's inner width = expand * hidden", low=1)
+    dropout: float = setting(0.2, "dropout on embeddings and hidden states", low=0, high=1, high_open=True)
 
 
 def check_heads(hidden: int, heads: int) -> None:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from echorec.fields import setting
-from echorec.models.base import INITS, BlockStack, init_like_authors
+from echorec.models.base import INITS, BlockStack, MambaSettings, init_like_authors
 from echorec.nn.dropout import Dropout
 from echorec.nn.ffn import FFNResidual
 from echorec.nn.mamba import Mamba
@@ -25,13 +25,7 @@ from echorec.registry import register
 
 
 @dataclass
-class Mamba4RecConfig:
-    hidden: int = setting(64, "width of the item embedding and of every layer", low=1)
-    layers: int = setting(1, "Mamba layers", low=1)
-    d_state: int = setting(32, "state size N of the selective SSM", low=1)
-    d_conv: int = setting(4, "width of Mamba's causal depthwise convolution", low=1)
-    expand: int = setting(2, "Mamba's inner width = expand * hidden", low=1)
-    dropout: float = setting(0.2, "dropout on embeddings and hidden states", low=0, high=1, high_open=True)
+class Mamba4RecConfig(MambaSettings):
     inner_mult: int = setting(4, "FFN width = inner_mult * hidden", low=1)
     single_layer_residual: bool = setting(False, "keep the residual around Mamba with one layer (the authors' "
                                           "code skips it)")
