@@ -109,10 +109,12 @@ def cmd_evaluate(argv):
     p.add_argument("--run", required=True)
     p.add_argument("--split", choices=["valid", "test"], default="test")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: the run's training device "
+                   "setting)")
     args = p.parse_args(argv)
     from echorec.eval.evaluate import evaluate_run
 
-    m, saved = evaluate_run(args.run, args.split)
+    m, saved = evaluate_run(args.run, args.split, args.device)
     if args.json:
         print(json.dumps(m, indent=2))
         return
@@ -163,10 +165,11 @@ def cmd_recommend(argv):
     p.add_argument("--history", default="", help="raw item ids, oldest first, comma-separated")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--include-seen", action="store_true", help="allow items already in the history")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (a GPU when there is one)")
     args = p.parse_args(argv)
     from echorec.serve.recommender import Recommender
 
-    rec = Recommender.from_run(args.run)
+    rec = Recommender.from_run(args.run, args.device)
     history = [h.strip() for h in args.history.split(",") if h.strip()]
     print(json.dumps(rec.recommend(history, args.k, exclude_seen=not args.include_seen), indent=2))
 
@@ -177,13 +180,14 @@ def cmd_serve(argv):
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="micro-batching window")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (a GPU when there is one)")
     args = p.parse_args(argv)
     try:
         from echorec.serve.http import serve
     except ImportError as e:
         raise EchorecError(f"serving needs FastAPI and uvicorn: pip install 'echorec[serve]' ({e})") from None
     print(f"serving {args.run} on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
-    serve(args.run, args.host, args.port, args.max_wait_ms / 1000)
+    serve(args.run, args.host, args.port, args.max_wait_ms / 1000, args.device)
 
 
 def cmd_export(argv):
@@ -191,10 +195,11 @@ def cmd_export(argv):
     p.add_argument("--run", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("-k", type=int, default=10)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (a GPU when there is one)")
     args = p.parse_args(argv)
     from echorec.serve.export import export_torchscript
 
-    print(export_torchscript(args.run, args.out, args.k))
+    print(export_torchscript(args.run, args.out, args.k, args.device))
 
 
 def _protocol_flags(p):

@@ -11,14 +11,22 @@ from echorec.sysinfo import cpu_has_fast_bf16
 
 
 def resolve_device(name: str) -> torch.device:
-    """auto: this process's GPU (LOCAL_RANK under torchrun) when CUDA is there, else the CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    """auto: this process's GPU when CUDA is there, else the CPU. `cuda` without an index is this process's
+    GPU too: under torchrun, LOCAL_RANK's, so every rank of a machine uses its own."""
+    asked = name
+    if name == "auto" and not torch.cuda.is_available():
         return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise EchorecError(f"--device {name} given but no CUDA GPU is available (use --device cpu)")
+    if name in ("auto", "cuda"):
+        name = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise EchorecError(f"--device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EchorecError(f"--device {asked} given but no CUDA GPU is available (use --device cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise EchorecError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
     return dev
 
 

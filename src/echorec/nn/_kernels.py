@@ -1,6 +1,8 @@
 """The one place that try-imports optional compiled kernels.
 
 - mamba_ssm (CUDA): its fused `selective_scan_fn`, used for CUDA tensors when importable.
+- triton (CUDA; on CPU tensors only under TRITON_INTERPRET=1): our own scan kernels in `_scan_triton.py`,
+  loaded on first use by `triton_scan()` (importing Triton costs time a CPU run need not pay).
 - numba (CPU): our own scan kernels in `_scan_cpu.py`.
 Each is None when missing; `missing(name)` says how to get it.
 """
@@ -22,7 +24,21 @@ except ImportError:  # numba not installed
 INSTALL = {
     "mamba_ssm": "pip install mamba-ssm (needs a CUDA GPU and toolkit)",
     "numba": "pip install numba",
+    "triton": "pip install triton (PyTorch's Linux CUDA wheels already include it)",
 }
+
+_triton = []  # [module or None] once tried
+
+
+def triton_scan():
+    """The Triton scan kernels (module echorec.nn._scan_triton), or None where triton cannot be imported."""
+    if not _triton:
+        try:
+            from echorec.nn import _scan_triton
+        except Exception:  # ImportError, or a triton that fails to initialise
+            _scan_triton = None
+        _triton.append(_scan_triton)
+    return _triton[0]
 
 
 def missing(name: str) -> str:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from echorec.nn import _kernels
-from echorec.nn.ssm import pick_backend, scan_time_major
+from echorec.nn.ssm import choose_backend, pick_backend, scan_time_major
 
 PAD_DELTA = -1e4
 
@@ -145,3 +145,14 @@ class Mamba(nn.Module):
         y = (h * Cm.float()[:, None, :]).sum(-1) + self.D * xc
         y = y * F.silu(z)
         return self.out_proj(y.to(x_t.dtype)), (window[..., 1:], h)
+
+
+def scan_summary(model: nn.Module, device) -> str | None:
+    """"scan: triton (CUDA, mamba_ssm not installed)" for a model with Mamba blocks on `device`; None without."""
+    forced = [m.backend for m in model.modules() if isinstance(m, Mamba)]
+    if not forced:
+        return None
+    if forced[0]:
+        return f"scan: {forced[0]} (set by --backend)"
+    backend, why = choose_backend(device)
+    return f"scan: {backend} ({why})"

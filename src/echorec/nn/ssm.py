@@ -10,8 +10,10 @@ softplus), the state h (batch, dim, N) runs
 and the output is y * silu(z) when z is given. `initial_state` (batch, dim, N) starts h (0 by
 default); `return_last_state` also returns h_L.
 
-Backends (the choice is logged once; `backend=` forces one):
+Backends (the choice is logged once; `backend=` forces one; on CUDA: mamba_ssm, else triton, else torch):
   "mamba_ssm"  fused CUDA kernels, for CUDA tensors when mamba_ssm is installed (no initial_state)
+  "triton"     our Triton kernels (_scan_triton.py): nothing to compile ahead of time, same fusion as
+               numba, chunk-recomputing backward with O(L) memory
   "numba"      our fused CPU kernels (_scan_cpu.py): softplus, scan, D skip and gate in one pass,
                time-chunked, O(L) memory, own backward
   "torch"      the recurrence in plain torch ops, any device, autograd through the loop
@@ -21,13 +23,14 @@ Backends (the choice is logged once; `backend=` forces one):
 from __future__ import annotations
 
 import logging
+import warnings
 
 import torch
 import torch.nn.functional as F
 
 from echorec.nn import _kernels
 
-SCAN_BACKENDS = ("", "numba", "torch", "ref", "mamba_ssm")  # "" = pick_backend's choice
+SCAN_BACKENDS = ("", "numba", "triton", "torch", "ref", "mamba_ssm")  # "" = pick_backend's choice
 log = logging.getLogger("echorec.ssm")
 _announced: set[str] = set()
 
@@ -38,15 +41,29 @@ def _announce(backend: str, why: str) -> None:
         log.info("selective_scan backend: %s (%s)", backend, why)
 
 
+def choose_backend(device: torch.device | str, initial_state: bool = False) -> tuple[str, str]:
+    """(backend, why) for tensors on `device`: on CUDA mamba_ssm if importable, else triton, else the torch
+    loop; on the CPU numba, else the torch loop."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        if _kernels.mamba_ssm_scan is not None and not initial_state:
+            return "mamba_ssm", "CUDA, mamba_ssm installed"
+        if _kernels.triton_scan() is not None:
+            return "triton", "CUDA, mamba_ssm not installed" if _kernels.mamba_ssm_scan is None else \
+                "CUDA, an initial state (mamba_ssm takes none)"
+        return "torch", f"CUDA without mamba_ssm or triton: a Python loop over time, slow; {_kernels.INSTALL['triton']}"
+    if kind == "cpu" and _kernels.numba_scan is not None:
+        return "numba", "CPU"
+    return "torch", f"{kind} tensors, no compiled kernel for them"
+
+
 def pick_backend(u: torch.Tensor, initial_state=None) -> str:
-    if u.is_cuda and _kernels.mamba_ssm_scan is not None and initial_state is None:
-        _announce("mamba_ssm", "CUDA tensors and mamba_ssm importable")
-        return "mamba_ssm"
-    if u.device.type == "cpu" and _kernels.numba_scan is not None:
-        _announce("numba", "CPU tensors")
-        return "numba"
-    _announce("torch", f"{u.device.type} tensors, no compiled kernel for them")
-    return "torch"
+    backend, why = choose_backend(u.device, initial_state is not None)
+    if backend == "torch" and u.is_cuda and "torch-cuda" not in _announced:
+        _announced.add("torch-cuda")
+        warnings.warn(f"selective_scan: {why}", stacklevel=2)
+    _announce(backend, why)
+    return backend
 
 
 def _prepare_delta(delta, delta_bias, delta_softplus):
@@ -65,19 +82,20 @@ def _finish(y, u, D, z):
 
 def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                        return_last_state=False, initial_state=None):
-    """The oracle: a plain sequential loop over time, in float32."""
+    """The oracle: a plain sequential loop over time, in float32 (float64 when given float64)."""
     dtype = u.dtype
-    u, delta, A, B, C = (t.float() for t in (u, delta, A, B, C))
-    dt = _prepare_delta(delta, None if delta_bias is None else delta_bias.float(), delta_softplus)
+    wide = lambda t: t.to(torch.promote_types(t.dtype, torch.float32))  # noqa: E731
+    u, delta, A, B, C = (wide(t) for t in (u, delta, A, B, C))
+    dt = _prepare_delta(delta, None if delta_bias is None else wide(delta_bias), delta_softplus)
     b, d, L = u.shape
-    h = u.new_zeros(b, d, A.shape[1]) if initial_state is None else initial_state.float()
+    h = u.new_zeros(b, d, A.shape[1]) if initial_state is None else wide(initial_state)
     ys = []
     for t in range(L):
         a = torch.exp(dt[:, :, t, None] * A)  # (b, d, N)
         h = a * h + (dt[:, :, t] * u[:, :, t])[:, :, None] * B[:, None, :, t]
         ys.append((h * C[:, None, :, t]).sum(-1))  # (b, d)
     y = torch.stack(ys, dim=-1)  # (b, d, L)
-    y = _finish(y, u, None if D is None else D.float(), None if z is None else z.float()).to(dtype)
+    y = _finish(y, u, None if D is None else wide(D), None if z is None else wide(z)).to(dtype)
     return (y, h) if return_last_state else y
 
 
@@ -151,6 +169,47 @@ class _NumbaScan(torch.autograd.Function):
                 gbias_b.sum(0) if has_bias else None, gh0 if has_h0 else None, None)
 
 
+class _TritonScan(torch.autograd.Function):
+    """The whole scan in the Triton kernels (_scan_triton.py), with their own chunk-recomputing backward.
+    Inputs may be strided views and any float dtype; the state and every gradient are float32 inside, and
+    y takes delta's layout."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, Bt, Ct, D, z, delta_bias, h0, softplus: bool):
+        k = _kernels.triton_scan()
+        dim, N = A.shape
+        A_ = A.detach().float().contiguous()
+        zeros = u.new_zeros(dim, dtype=torch.float32)
+        D_ = zeros if D is None else D.detach().float().contiguous()
+        bias_ = zeros if delta_bias is None else delta_bias.detach().float().contiguous()
+        h0_ = None if h0 is None else h0.detach().float().contiguous()
+        u_, delta_, Bt_, Ct_ = u.detach(), delta.detach(), Bt.detach(), Ct.detach()
+        z_ = None if z is None else z.detach()
+        save = any(ctx.needs_input_grad)
+        y, h_last, hck = k.scan_fwd(u_, delta_, A_, Bt_, Ct_, D_, z_, bias_, h0_, softplus, save)
+        if save:
+            ctx.save_for_backward(u_, delta_, A_, Bt_, Ct_, D_, bias_, hck, *([] if z_ is None else [z_]))
+        ctx.softplus = softplus
+        ctx.given = (D is not None, z is not None, delta_bias is not None, h0 is not None)
+        ctx.dtypes = (u.dtype, delta.dtype, A.dtype, Bt.dtype, Ct.dtype, None if z is None else z.dtype)
+        return y, h_last
+
+    @staticmethod
+    def backward(ctx, gy, gh_last):
+        k = _kernels.triton_scan()
+        u, delta, A, Bt, Ct, D, bias, hck, *rest = ctx.saved_tensors
+        z = rest[0] if rest else None
+        b, dim, L = u.shape
+        gy = torch.zeros(b, dim, L, device=u.device) if gy is None else gy
+        gh = u.new_zeros(b, dim, A.shape[1], dtype=torch.float32) if gh_last is None else gh_last.float().contiguous()
+        gu, gdelta, gz, gA, gD, gbias, gBt, gCt, gh0 = k.scan_bwd(u, delta, A, Bt, Ct, D, z, bias, hck, gy, gh,
+                                                                   ctx.softplus)
+        has_D, has_z, has_bias, has_h0 = ctx.given
+        du, dd, dA, dB, dC, dz = ctx.dtypes
+        return (gu.to(du), gdelta.to(dd), gA.to(dA), gBt.to(dB), gCt.to(dC), gD if has_D else None,
+                gz.to(dz) if has_z else None, gbias if has_bias else None, gh0 if has_h0 else None, None)
+
+
 def scan_time_major(u, delta, A, Bt, Ct, D=None, z=None, delta_bias=None, delta_softplus=False,
                     initial_state=None, backend: str | None = None):
     """selective_scan with time-major Bt, Ct (batch, L, N): the layout x_proj produces, so the Mamba
@@ -162,6 +221,11 @@ def scan_time_major(u, delta, A, Bt, Ct, D=None, z=None, delta_bias=None, delta_
         if u.device.type != "cpu":
             raise ValueError("the numba backend runs on CPU tensors only")
         y, h = _NumbaScan.apply(u, delta, A, Bt, Ct, D, z, delta_bias, initial_state, bool(delta_softplus))
+        return y.to(u.dtype), h
+    if backend == "triton":
+        if _kernels.triton_scan() is None:
+            raise RuntimeError(_kernels.missing("triton"))
+        y, h = _TritonScan.apply(u, delta, A, Bt, Ct, D, z, delta_bias, initial_state, bool(delta_softplus))
         return y.to(u.dtype), h
     B, C = Bt.transpose(1, 2), Ct.transpose(1, 2)
     if backend == "mamba_ssm":
@@ -188,7 +252,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
                    return_last_state=False, initial_state=None, backend: str | None = None):
     """mamba_ssm-compatible selective scan; see the module docstring."""
     backend = backend or pick_backend(u, initial_state)
-    if backend not in ("ref", "mamba_ssm", "numba", "torch"):
+    if backend not in SCAN_BACKENDS[1:]:
         raise ValueError(f"unknown selective_scan backend {backend!r}")
     y, h = scan_time_major(u, delta, A, B.transpose(1, 2), C.transpose(1, 2), D, z, delta_bias, delta_softplus,
                            initial_state, backend)

@@ -26,12 +26,16 @@ class TopK(nn.Module):
         return values, idx + 1  # internal item ids (1-based; see items.tsv for raw ids)
 
 
-def export_torchscript(run_dir: str, out: str, k: int = 10) -> str:
-    rc, model, meta = RunFolder(run_dir).load_model()
+def export_torchscript(run_dir: str, out: str, k: int = 10, device="cpu") -> str:
+    """Trace the run's model + top-k on `device` (the traced graph runs on that device type) and save it to `out`."""
+    from echorec.device import resolve_device
+
+    dev = resolve_device(str(device))
+    rc, model, meta = RunFolder(run_dir).load_model(dev)
     model.prepare_export()
     L = rc.data.max_len
     g = torch.Generator().manual_seed(0)
-    example = torch.randint(1, int(meta["n_items"]) + 1, (2, L), generator=g)
+    example = torch.randint(1, int(meta["n_items"]) + 1, (2, L), generator=g).to(dev)
     example[1, : L // 2] = 0  # padding in the example: the masked path is traced
     wrapper = TopK(model, min(k, int(meta["n_items"]))).eval()
     with torch.no_grad(), warnings.catch_warnings():

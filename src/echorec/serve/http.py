@@ -143,8 +143,8 @@ def create_app(rec: Recommender, max_wait: float = 0.005, max_body: int = 1 << 2
     return app
 
 
-def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, max_wait: float = 0.005) -> None:
+def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, max_wait: float = 0.005, device="cpu") -> None:
     import uvicorn
 
-    rec = Recommender.from_run(run_dir)
+    rec = Recommender.from_run(run_dir, device)
     uvicorn.run(create_app(rec, max_wait), host=host, port=port, log_level="warning")

@@ -36,8 +36,11 @@ class Recommender:
 
     @classmethod
     def from_run(cls, run_dir: str, device="cpu") -> "Recommender":
+        """The run in `run_dir`, scoring on `device` (a torch device or an echorec --device name: auto, cuda:1)."""
+        from echorec.device import resolve_device
+
         folder = RunFolder(run_dir)
-        rc, model, meta = folder.load_model(device)
+        rc, model, meta = folder.load_model(resolve_device(str(device)))
         item_raw, counts = folder.read_items()
         if len(item_raw) != int(meta["n_items"]):
             raise EchorecError(f"{folder.file('items.tsv')}: {len(item_raw)} items, but the model was trained on "
@@ -96,7 +99,8 @@ class Recommender:
             seq = torch.zeros(len(rows), width, dtype=torch.long)
             for j, r in enumerate(rows):
                 seq[j, width - len(r):] = torch.tensor(r)  # left padding
-            scores = self.model.predict(seq)  # (n, n_items)
+            # (n, n_items), ranked on the CPU: the rest of the answer is Python work on a few ids
+            scores = self.model.predict(seq.to(self.model.item_emb.weight.device)).float().cpu()
         out, j = [], 0
         for (known, dropped), (_, k, exclude_seen) in zip(parsed, requests):
             if known:
@@ -133,7 +137,7 @@ class Session:
         self.history.append(i)
         device = self.rec.model.item_emb.weight.device
         self._state, scores = self.rec.model.step(self._state, torch.tensor([i], device=device))
-        self._scores = scores[0]
+        self._scores = scores[0].float().cpu()
 
     def scores(self) -> torch.Tensor | None:
         return self._scores

@@ -25,6 +25,7 @@ from echorec.device import resolve_amp, resolve_device
 from echorec.errors import EchorecError
 from echorec.eval.evaluate import evaluate
 from echorec.models import build_model
+from echorec.nn.mamba import scan_summary
 from echorec.runfolder import RunFolder
 from echorec.sysinfo import machine
 from echorec.train.resume import LoopState, check_resume_epochs, restore, save_checkpoint
@@ -268,9 +269,11 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
     if resume:
         state, saved_average = restore(tr, out)
     else:
+        scan = scan_summary(tr.model, tr.device)
         tr.say(f"[echorec] {rc.model}: {sum(p.numel() for p in tr.model.parameters()):,} parameters | "
                f"{split.data.n_users:,} users, {split.n_items:,} items | {tr.batches.n_samples:,} "
-               f"{rc.data.train_mode} samples/epoch | device {tr.device}, amp {tr.amp or 'off'}")
+               f"{rc.data.train_mode} samples/epoch | device {tr.device}, amp {tr.amp or 'off'}"
+               f"{' | ' + scan if scan else ''}")
     start_average(tr, saved_average, resume)
     while not state.done and state.epoch <= rc.train.epochs:
         epoch_s = run_epoch(tr, state)
