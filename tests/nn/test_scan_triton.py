@@ -16,6 +16,7 @@ from echorec.nn.mamba import PAD_DELTA, Mamba  # noqa: E402
 from echorec.nn.ssm import selective_scan, selective_scan_ref  # noqa: E402
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
+pytestmark = pytest.mark.cuda  # compiled kernels on a GPU (benchmarks/gpu_check.sh runs `-m cuda`), interpreted here
 
 
 def inputs(b, d, L, N, with_z=True, with_D=True, with_bias=True, with_h0=False, pad=None, dtype=torch.float32,
@@ -104,22 +105,24 @@ def test_low_precision_inputs_keep_a_float32_state(dtype):
     torch.testing.assert_close(y.double(), y_ref, rtol=2e-2, atol=2e-2)  # one rounding to the low dtype
 
 
-def test_mamba_block_forward_and_backward_equal_the_numba_backend():
-    if _kernels.numba_scan is None or DEV != "cpu":
-        pytest.skip("compares with the numba backend on CPU tensors")
+def test_mamba_block_forward_and_backward_equal_the_other_backend():
+    """Against numba on the CPU; on a GPU against the torch loop (autograd through every step)."""
+    other = "numba" if DEV == "cpu" else "torch"
+    if other == "numba" and _kernels.numba_scan is None:
+        pytest.skip("numba is not installed")
     torch.manual_seed(0)
-    m = Mamba(16, d_state=16, backend="numba")
-    x = torch.randn(3, 17, 16)
-    mask = torch.ones(3, 17, dtype=torch.bool)
+    m = Mamba(16, d_state=16, backend=other).to(DEV)
+    x = torch.randn(3, 17, 16, device=DEV)
+    mask = torch.ones(3, 17, dtype=torch.bool, device=DEV)
     mask[1, :6] = False
     mask[2, :16] = False
     outs, grads = [], []
-    for backend in ("numba", "triton"):
+    for backend in (other, "triton"):
         m.backend = backend
         m.zero_grad()
         xi = x.clone().requires_grad_(True)
         out = m(xi, mask)
-        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        (out * torch.linspace(-1, 1, out.numel(), device=DEV).view_as(out)).sum().backward()
         outs.append(out.detach())
         grads.append({"x": xi.grad, **{n: p.grad.clone() for n, p in m.named_parameters()}})
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-5)
