@@ -61,6 +61,8 @@ class TrainConfig:
                        choices=("auto", "off", "bf16"))
     threads: int = setting(0, "torch intra-op threads; 0 = torch's default", low=0)
     bucket: bool = setting(True, "group samples of similar length into a batch (less padding work)")
+    pad_multiple: int = setting(0, "round batch widths up to a multiple of this (few shapes for GPU kernels and "
+                                "--compile); 0 = auto: 8 on CUDA, exact widths elsewhere", low=0)
     progress: bool = setting(True, "a progress bar per epoch (on a terminal only)")
     checkpoint_every: int = setting(0, "also checkpoint every N steps (0: at epoch ends only)", low=0)
     loss: str = setting("full", "full: CE over all items | sampled: CE over the target and --negatives items",

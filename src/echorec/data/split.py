@@ -47,6 +47,16 @@ class Split:
     def n_items(self) -> int:
         return self.data.n_items
 
+    def items_on(self, device) -> torch.Tensor:
+        """The CSR items on `device`, copied there once (batches are then gathered where the model runs)."""
+        device = torch.device(device)
+        if self.items.device == device:
+            return self.items
+        cache = self.__dict__.setdefault("_on", {})
+        if device not in cache:
+            cache[device] = self.items.to(device)
+        return cache[device]
+
     def eval_samples(self, which: str) -> tuple[np.ndarray, np.ndarray]:
         """(start, end) of the inputs for 'valid' or 'test'; the target is items[end]."""
         u = self.eval_users
@@ -120,27 +130,37 @@ def window_samples(starts: np.ndarray, train_end: np.ndarray, max_len: int) -> t
 
 def gather(items: torch.Tensor, start: torch.Tensor, end: torch.Tensor, width: int, shift: int = 0) -> torch.Tensor:
     """(B, width) left-padded rows items[max(start, end-width)+shift : end+shift]."""
-    idx = end[:, None] - width + torch.arange(width)[None, :]  # (B, width)
+    idx = end[:, None] - width + torch.arange(width, device=end.device)[None, :]  # (B, width)
     real = idx >= start[:, None]
     return torch.where(real, items[(idx + shift).clamp(min=0)], 0)
 
 
 class BatchIterator:
-    """Shuffled (optionally length-bucketed) batches over (start, end) samples.
+    """Shuffled (optionally length-bucketed) batches over (start, end) samples, gathered on `device`.
 
     Bucketing: samples are shuffled, then sorted by length inside chunks of 64 batches, cut into
     batches and the batch order shuffled again, so a batch holds similar lengths and is cropped
-    to its longest row instead of always being max_len wide.
+    to its longest row instead of always being max_len wide. `multiple` rounds that width up to a
+    multiple (capped at max_len): on a GPU an epoch then sees at most max_len / multiple + 1 shapes,
+    so kernels (and torch.compile) meet few shapes; 1 keeps exact widths, the least work on a CPU.
+
+    The sample order and the widths are decided on the host (from host copies of the lengths); the
+    CSR items and the (start, end) pairs live on `device`, where each batch is gathered, so the only
+    per-epoch transfer is the order's indices and nothing is copied per step.
     """
 
     def __init__(self, split: Split, start, end, max_len: int, batch_size: int, mode: str = "prefix",
-                 shuffle: bool = True, bucket: bool = True, seed: int = 0):
-        self.items = split.items
+                 shuffle: bool = True, bucket: bool = True, seed: int = 0, device=None, multiple: int = 1):
+        self.device = torch.device(device or "cpu")
+        self.items = split.items_on(self.device)
         self.start = torch.as_tensor(start, dtype=torch.int64)
         self.end = torch.as_tensor(end, dtype=torch.int64)
         self.max_len, self.batch_size, self.mode = max_len, batch_size, mode
-        self.shuffle, self.bucket, self.seed = shuffle, bucket, seed
+        self.shuffle, self.bucket, self.seed, self.multiple = shuffle, bucket, seed, max(1, multiple)
         self.lengths = torch.clamp(self.end - self.start, max=max_len)
+        on_host = self.device.type == "cpu"
+        self.start_dev = self.start if on_host else self.start.to(self.device)
+        self.end_dev = self.end if on_host else self.end.to(self.device)
 
     def __len__(self) -> int:
         return -(-len(self.start) // self.batch_size)
@@ -165,10 +185,31 @@ class BatchIterator:
         shuffled = torch.randperm(len(batches), generator=g)
         return [batches[i] for i in shuffled]
 
-    def make(self, idx: torch.Tensor) -> Batch:
-        s, e = self.start[idx], self.end[idx]
-        width = max(int(self.lengths[idx].max()), 1)  # a batch of empty histories (bsarec mode) is 1 wide
+    def width(self, idx: torch.Tensor) -> int:
+        """The batch's width: its longest row (a batch of empty histories, bsarec mode, is 1 wide), rounded up."""
+        w = max(int(self.lengths[idx].max()), 1)
+        return min(-(-w // self.multiple) * self.multiple, self.max_len) if self.multiple > 1 else w
+
+    def make(self, idx: torch.Tensor, idx_dev: torch.Tensor | None = None) -> Batch:
+        """The batch of samples `idx` (host indices; `idx_dev`: the same on the device)."""
+        idx_dev = idx if idx_dev is None else idx_dev
+        s, e = self.start_dev[idx_dev], self.end_dev[idx_dev]
+        width = self.width(idx)
         seq = gather(self.items, s, e, width)
         if self.mode == "all":
             return Batch(seq, targets=gather(self.items, s, e, width, shift=1))
         return Batch(seq, target=self.items[e])
+
+    def epoch(self, epoch: int, start_step: int = 0, shard: tuple[int, int] | None = None):
+        """(step, Batch) for every batch of `epoch` from `start_step` on; shard=(rank, world) takes this process's
+        share of every batch."""
+        order = self.order(epoch)
+        if shard is not None:
+            order = [o[shard[0]::shard[1]] for o in order]
+        flat = None if self.device.type == "cpu" else torch.cat(order).to(self.device, non_blocking=True)
+        pos = 0
+        for step, idx in enumerate(order):
+            n, pos = len(idx), pos + len(idx)
+            if step < start_step:
+                continue  # done before a resume
+            yield step, self.make(idx, None if flat is None else flat[pos - n:pos])

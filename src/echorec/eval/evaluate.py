@@ -94,15 +94,19 @@ def evaluate(model, split: Split, which: str = "test", cfg: EvalConfig | None = 
         rank, world = shard
         start, end = start[rank::world], end[rank::world]
         negatives = negatives[rank::world] if negatives is not None else None
-    start_t, end_t = torch.from_numpy(start), torch.from_numpy(end)
+    # Inputs are gathered where the model runs, from the items copied there once; widths come from the host.
+    items = split.items_on(device)
+    start_t, end_t = torch.from_numpy(start).to(device), torch.from_numpy(end).to(device)
+    span = end - start  # host copy: the widths
     ranks = []
-    for b in torch.arange(len(start)).split(batch_size):
+    for lo in range(0, len(start), batch_size):
+        b = slice(lo, lo + batch_size)
         s, e = start_t[b], end_t[b]
-        width = int(torch.clamp(e - s, max=max_len).max())
-        seq = gather(split.items, s, e, width).to(device)
-        target = split.items[e].to(device) - 1  # score column of the target
+        width = int(min(span[b].max(), max_len))
+        seq = gather(items, s, e, width)
+        target = items[e] - 1  # score column of the target
         if item_chunk and not sampled:
-            hist = gather(split.items, s, e, int((e - s).max())).to(device) if exclude_history else None
+            hist = gather(items, s, e, int(span[b].max())) if exclude_history else None
             ranks.append(chunked_ranks(model, model.encode_last(seq).float(), target, split.n_items, item_chunk,
                                        hist).cpu())
             continue
@@ -110,8 +114,7 @@ def evaluate(model, split: Split, which: str = "test", cfg: EvalConfig | None = 
         if exclude_history:
             # Mask everything the user consumed before the target (the whole history, not only the
             # max_len window), but never the target itself.
-            hist_w = int((e - s).max())
-            hist = gather(split.items, s, e, hist_w).to(device)  # (B, H)
+            hist = gather(items, s, e, int(span[b].max()))  # (B, H)
             ok = (hist > 0) & (hist - 1 != target[:, None])
             scores = scores.masked_fill(history_mask(scores.shape, torch.where(ok, hist - 1, 0), ok), float("-inf"))
         if negatives is not None:
