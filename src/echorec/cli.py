@@ -130,7 +130,7 @@ def cmd_data(argv):
     sub = p.add_subparsers(dest="what", required=True)
     info = sub.add_parser("info", help="users, items, interactions, length statistics")
     info.add_argument("dataset")
-    add_flags(info, DataConfig, "data", skip=("dataset", "max_len", "train_mode"))
+    add_flags(info, DataConfig, "data", skip=("dataset", "max_len", "train_mode", "split", "valid_from", "test_from"))
     sub.add_parser("list", help="named datasets")
     args = p.parse_args(argv)
     from echorec.data.datasets import NAMED

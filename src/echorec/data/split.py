@@ -35,13 +35,18 @@ class Batch:
 
 @dataclass
 class Split:
-    """Leave-one-out over a SeqData: train part, then valid item, then test item, per user."""
+    """A SeqData cut into a training part per user and valid/test targets.
+
+    Leave-one-out: per user, the train part, then one valid item, then one test item. Global temporal
+    (`targets` set): the train part is every event before T1; each event in [T1, T2) is a valid target
+    and each event from T2 on a test target, with that user's earlier events as its history."""
 
     data: SeqData
     items: torch.Tensor  # (N,) int64, the CSR items
     starts: np.ndarray  # (U,) first index of each user
     train_end: np.ndarray  # (U,) exclusive end of each user's training part
-    eval_users: np.ndarray  # users with >= 3 items (they have a valid and a test item)
+    eval_users: np.ndarray  # leave-one-out: users with >= 3 items (they have a valid and a test item)
+    targets: dict | None = None  # temporal: which -> (user of each target (T,), absolute index of each target (T,))
 
     @property
     def n_items(self) -> int:
@@ -59,9 +64,16 @@ class Split:
 
     def eval_samples(self, which: str) -> tuple[np.ndarray, np.ndarray]:
         """(start, end) of the inputs for 'valid' or 'test'; the target is items[end]."""
+        if self.targets is not None:
+            users, pos = self.targets[which]
+            return self.starts[users], pos
         u = self.eval_users
         end = self.train_end[u] + (0 if which == "valid" else 1)
         return self.starts[u], end
+
+    def eval_sample_users(self, which: str) -> np.ndarray:
+        """The user of each sample of eval_samples(which)."""
+        return self.targets[which][0] if self.targets is not None else self.eval_users
 
     def train_samples(self, mode: str, max_len: int) -> tuple[np.ndarray, np.ndarray]:
         if mode == "prefix":
@@ -74,10 +86,67 @@ class Split:
 
 
 def load_split(dc) -> tuple[SeqData, Split]:
-    """Read, preprocess (cached) and split the log a DataConfig names: (SeqData, leave-one-out Split)."""
+    """Read, preprocess (cached) and split the log a DataConfig names: (SeqData, Split by dc.split)."""
     data = load_sequences(resolve(dc.dataset), dc.format, (dc.user_col, dc.item_col, dc.time_col, dc.rating_col),
                           dc.min_rating, dc.kcore)
+    if dc.split == "time":
+        return data, time_split(data, dc.valid_from, dc.test_from)
     return data, leave_one_out(data)
+
+
+def parse_time(value: str, times: np.ndarray, what: str) -> float:
+    """A split point: a fraction in (0, 1) of the log's time range, epoch seconds (or milliseconds past 1e11, as
+    the readers take them) or an ISO-8601 date (UTC without a zone)."""
+    import datetime as dt
+
+    from echorec.data.readers import MS_THRESHOLD
+
+    text = str(value).strip()
+    try:
+        x = float(text)
+    except ValueError:
+        try:
+            d = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        except ValueError:
+            raise EchorecError(f"{what} {value!r}: give a fraction of the time range (0.8), epoch seconds or an "
+                               "ISO-8601 date (2021-06-01)") from None
+        return (d if d.tzinfo else d.replace(tzinfo=dt.timezone.utc)).timestamp()
+    if not np.isfinite(x):
+        raise EchorecError(f"{what} {value!r}: not a finite number")
+    if 0 < x < 1:
+        return float(times.min() + x * (times.max() - times.min()))
+    return x / 1000.0 if abs(x) > MS_THRESHOLD else x
+
+
+def time_split(data: SeqData, valid_from, test_from) -> Split:
+    """The global temporal split: train on every event before T1 = valid_from; every event in [T1, T2 =
+    test_from) with at least one earlier event of its user is a valid target, every such event from T2 on a
+    test target. No event at or after T1 is ever a training target or in a training input, and a target's
+    history holds only that user's earlier events (ties in time keep file order)."""
+    if data.times is None:
+        raise EchorecError(f"{data.source}: --split time needs timestamps, and this file has none (its order is "
+                           "the only time)")
+    t1 = parse_time(valid_from, data.times, "--valid-from")
+    t2 = parse_time(test_from, data.times, "--test-from")
+    if not t1 < t2:
+        raise EchorecError(f"--valid-from ({valid_from}) must come before --test-from ({test_from})")
+    starts, ends = data.offsets[:-1], data.offsets[1:]
+    n = len(data.items)
+    user_of = np.repeat(np.arange(data.n_users), np.diff(data.offsets))
+    before_t1 = data.times < t1
+    # Times are sorted within each user, so the train part is a prefix: its end is the first event >= T1.
+    train_end = starts + np.add.reduceat(before_t1.astype(np.int64), starts) if n else starts.copy()
+    train_end = np.where(ends > starts, train_end, starts)
+    has_history = np.arange(n) > starts[user_of]
+    targets = {}
+    for which, mask in (("valid", ~before_t1 & (data.times < t2)), ("test", data.times >= t2)):
+        pos = np.flatnonzero(mask & has_history)
+        targets[which] = (user_of[pos], pos)
+    for which, (u, _) in targets.items():
+        if len(u) == 0:
+            raise EchorecError(f"{data.source}: no {which} targets between --valid-from {valid_from} and --test-from "
+                               f"{test_from} (events with an earlier event of their user)")
+    return Split(data, torch.from_numpy(data.items), starts.copy(), train_end, np.unique(targets["test"][0]), targets)
 
 
 def leave_one_out(data: SeqData) -> Split:

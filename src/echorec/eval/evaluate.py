@@ -19,9 +19,10 @@ def sample_negatives(split: Split, which: str, n_neg: int, seed: int = 0) -> tor
     """(E, n_neg) item ids (1-based) not in each eval user's full sequence."""
     rng = np.random.default_rng(seed + (0 if which == "valid" else 1))
     data = split.data
-    out = np.empty((len(split.eval_users), n_neg), dtype=np.int64)
+    users = split.eval_sample_users(which)
+    out = np.empty((len(users), n_neg), dtype=np.int64)
     n = data.n_items
-    for row, u in enumerate(split.eval_users):
+    for row, u in enumerate(users):
         seen = set(data.sequence(u).tolist())
         if n - len(seen) < n_neg:
             raise ValueError(f"user {data.user_raw[u]} has fewer than {n_neg} unseen items to sample")
