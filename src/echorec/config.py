@@ -17,7 +17,7 @@ from echorec.data.readers import FORMATS
 from echorec.errors import EchorecError
 from echorec.fields import from_dict, setting, to_dict, validate
 
-TRAIN_MODES = ("prefix", "all", "bsarec")
+TRAIN_MODES = ("prefix", "all", "bsarec", "sample")
 
 
 @dataclass
@@ -38,7 +38,10 @@ class DataConfig:
     max_len: int = setting(50, "most recent items a model sees", low=1)
     train_mode: str = setting("prefix", "training samples: prefix (every prefix predicts its next item), "
                               "all (every position predicts; causal models), bsarec (BSARec's set, empty prefix "
-                              "too)", choices=TRAIN_MODES)
+                              "too), sample (--prefixes-per-user prefixes of each user, redrawn every epoch)",
+                              choices=TRAIN_MODES)
+    prefixes_per_user: int = setting(4, "--train-mode sample: prefixes drawn per user and epoch (uniformly over "
+                                     "the user's positions; all of them for a shorter history)", low=1)
 
     def check(self) -> None:
         if self.split == "time" and (self.valid_from is None or self.test_from is None):

@@ -76,7 +76,8 @@ class Split:
         return self.targets[which][0] if self.targets is not None else self.eval_users
 
     def train_samples(self, mode: str, max_len: int) -> tuple[np.ndarray, np.ndarray]:
-        if mode == "prefix":
+        """Every training sample of `mode` ("sample" draws from the prefixes: this returns all of them)."""
+        if mode in ("prefix", "sample"):
             return prefix_samples(self.starts, self.train_end)
         if mode == "all":
             return window_samples(self.starts, self.train_end, max_len)
@@ -282,3 +283,43 @@ class BatchIterator:
             if step < start_step:
                 continue  # done before a resume
             yield step, self.make(idx, None if flat is None else flat[pos - n:pos])
+
+
+class SampledPrefixes(BatchIterator):
+    """--train-mode sample: every epoch draws `k` prefixes (cut points) per user, so an epoch costs O(users * k)
+    whatever the history lengths, against O(sum of lengths) for every prefix, whose cost for a bidirectional
+    model (which must re-encode each prefix) grows with the sum of squared lengths.
+
+    Within a user the cut points are uniform over the training positions: the draw then estimates, without
+    bias, that user's share of the full-prefix objective that the papers train on, early positions (short
+    histories, which evaluation meets too) included. Recency-weighted draws would favour the positions
+    leave-one-out evaluates but change the objective. A user with at most k prefixes contributes all of them;
+    with more, k are drawn with replacement (duplicates are rare while k is small against the history). The
+    draw depends on (seed, epoch) only, so a resumed epoch redraws the same samples. Only (start, end) pairs
+    are drawn: nothing (n_samples, max_len) is built for the epoch."""
+
+    def __init__(self, split: Split, k: int, max_len: int, batch_size: int, **kw):
+        self.user_start = split.starts
+        self.n_prefixes = np.maximum(split.train_end - split.starts - 1, 0)  # targets items[start + 1 .. end - 1]
+        self.k = k
+        self.per_user = np.minimum(self.n_prefixes, k)
+        super().__init__(split, *self._draw(0, kw.get("seed", 0)), max_len, batch_size, mode="prefix", **kw)
+
+    def _draw(self, epoch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([seed, epoch, 7])
+        user = np.repeat(np.arange(len(self.per_user)), self.per_user)
+        first = np.cumsum(self.per_user) - self.per_user
+        rank = np.arange(len(user)) - np.repeat(first, self.per_user)  # 0 .. per_user - 1 within each user
+        n = self.n_prefixes[user]
+        offset = np.where(n <= self.k, rank, (rng.random(len(user)) * n).astype(np.int64))  # all, or k draws
+        start = self.user_start[user]
+        return start, start + 1 + offset
+
+    def order(self, epoch: int) -> list[torch.Tensor]:
+        start, end = self._draw(epoch, self.seed)
+        self.start, self.end = torch.from_numpy(start), torch.from_numpy(end)
+        self.lengths = torch.clamp(self.end - self.start, max=self.max_len)
+        on_host = self.device.type == "cpu"
+        self.start_dev = self.start if on_host else self.start.to(self.device)
+        self.end_dev = self.end if on_host else self.end.to(self.device)
+        return super().order(epoch)

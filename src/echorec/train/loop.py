@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from echorec.config import RunConfig, run_config_to_dict
-from echorec.data.split import BatchIterator, Split, load_split
+from echorec.data.split import BatchIterator, SampledPrefixes, Split, load_split
 from echorec.device import resolve_amp, resolve_device
 from echorec.errors import EchorecError
 from echorec.eval.evaluate import evaluate
@@ -146,8 +146,12 @@ def setup(rc: RunConfig, split: Split, out: str | None, quiet: bool) -> Trainer:
     if len(start) == 0:
         raise EchorecError(f"{split.data.source}: no training samples (every user has fewer than 4 items)")
     multiple = t.pad_multiple or (8 if device.type == "cuda" else 1)
-    batches = BatchIterator(split, start, end, d.max_len, t.batch_size, mode=d.train_mode, bucket=t.bucket,
-                            seed=t.seed, device=device, multiple=multiple)
+    if d.train_mode == "sample":
+        batches = SampledPrefixes(split, d.prefixes_per_user, d.max_len, t.batch_size, bucket=t.bucket, seed=t.seed,
+                                  device=device, multiple=multiple)
+    else:
+        batches = BatchIterator(split, start, end, d.max_len, t.batch_size, mode=d.train_mode, bucket=t.bucket,
+                                seed=t.seed, device=device, multiple=multiple)
     step_model = torch.compile(model) if t.compile else model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
