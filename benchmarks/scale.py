@@ -1,123 +1,170 @@
-"""Memory at catalog scale: a synthetic log of 1M items x 100k users (about 2M interactions).
+"""Every stage on synthetic logs of growing size: does anything grow faster than the data?
 
-Measures, each in a fresh process, the peak resident-memory rise of
-  (1) one SASRec training step with the sampled-softmax loss (batch 256, 1000 negatives), and
-  (2) full-ranking evaluation of 2,048 users over all 1M items in item chunks (--item-chunk),
-and prints them next to the size of the model and its Adam state. The bound to check: the step and
-the evaluation stay within a small multiple of the parameters, never O(batch x n_items).
+    python benchmarks/scale.py [--events 100000,1000000,10000000] [--work /tmp/echorec_scale]
 
-    python benchmarks/scale.py [--items 1000000] [--users 100000] [--chunk 65536]
+The logs come from benchmarks/synthetic_log.py (seeded; heavy-tailed histories, power-law items, string
+ids). Each stage runs in a fresh process, which reports its own wall time and the process's peak RSS:
+
+  read      `echorec data info` with an empty cache: read, sort, remap, write the cache
+  sasrec    one epoch of SASRec, --train-mode all --loss sampled (1000 negatives), batch 256
+  echomamba one epoch of EchoMamba4Rec, --train-mode sample --prefixes-per-user 4, batch 256
+  eval      full-ranking evaluation (SASRec, untrained) of the first 10,000 evaluated users, items scored
+            in chunks of 32,768 (bounded memory)
+
+Training stages time the epoch alone (the trainer's `run_epoch`), not the validation pass. Writes
+benchmarks/results/scale_logs.{md,csv,png}; the check is time(10^7) / time(10^6) <= 12 per stage.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
 import sys
 import time
 
-import numpy as np
-import torch
-
-from echorec import sysinfo
+HERE = os.path.dirname(os.path.abspath(__file__))
+STAGES = ("read", "sasrec", "echomamba", "eval")
 
 
-def rss(key="VmRSS") -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) / 1024
-    return 0.0
+def child(stage: str, path: str) -> None:
+    """One stage in this (fresh) process; prints {"seconds": ..., "peak_rss_mib": ...}."""
+    import atexit
+    import resource
 
+    import torch
 
-def synthetic(n_items: int, n_users: int, seed: int = 0):
-    from echorec.data.preprocess import SeqData
+    # The report is the last line this process prints, with its own peak RSS (Linux: ru_maxrss in KiB).
+    report = {}
+    atexit.register(lambda: print(json.dumps({**report, "peak_rss_mib": round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}), flush=True))
 
-    rng = np.random.default_rng(seed)
-    lens = rng.integers(5, 36, size=n_users)
-    items = rng.integers(1, n_items + 1, size=int(lens.sum()), dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-    return SeqData(items, offsets, np.arange(1, n_items + 1).astype(str), np.arange(n_users).astype(str))
+    from echorec.config import EvalConfig, RunConfig
+    from echorec.data.split import load_split
+    from echorec.models import get_model_class
 
+    if stage == "read":
+        from echorec.cli import main
 
-def child(what: str, n_items: int, n_users: int, chunk: int) -> None:
-    from echorec.data.split import BatchIterator, leave_one_out
-    from echorec.config import EvalConfig
-    from echorec.eval.evaluate import evaluate
-    from echorec.models.sasrec import SASRec, SASRecConfig
-
-    split = leave_one_out(synthetic(n_items, n_users))
-    torch.manual_seed(0)
-    model = SASRec(n_items, 50, SASRecConfig())
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    params_mib = sum(p.numel() for p in model.parameters()) * 4 / 2**20
-    if what == "train":
-        # Adam's state exists after a first step; measure the second one.
-        s, e = split.train_samples("prefix", 50)
-        it = BatchIterator(split, s, e, 50, 256)
-        for i, idx in enumerate(it.order(1)[:2]):
-            if i == 1:
-                base = rss()
-                t0 = time.perf_counter()
-            b = it.make(idx)
-            b.negatives = torch.randint(1, n_items + 1, (1000,))
-            loss = model.loss(b)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        sec = time.perf_counter() - t0
-    else:
-        base = rss()
         t0 = time.perf_counter()
-        sub = split
-        sub.eval_users = split.eval_users[:2048]
-        evaluate(model, sub, "test", EvalConfig(eval_batch_size=256, item_chunk=chunk), 50)
-        sec = time.perf_counter() - t0
-    print(json.dumps({"what": what, "peak_rise_mib": rss("VmHWM") - base, "params_mib": params_mib, "seconds": sec}))
+        main(["data", "info", path])
+        report["seconds"] = time.perf_counter() - t0
+        return
+    model = {"sasrec": "sasrec", "echomamba": "echomamba4rec", "eval": "sasrec"}[stage]
+    rc = RunConfig(model=model, model_cfg=get_model_class(model).Config())
+    rc.data.dataset = path
+    rc.train.progress = False
+    if stage == "sasrec":
+        rc.data.train_mode, rc.train.loss = "all", "sampled"
+    elif stage == "echomamba":
+        rc.data.train_mode, rc.data.prefixes_per_user = "sample", 4
+    _, split = load_split(rc.data)  # from the cache the read stage wrote
+    if stage == "eval":
+        from echorec.eval.evaluate import evaluate
+        from echorec.models import build_model
+
+        torch.manual_seed(0)
+        m = build_model(model, split.n_items, rc.model_cfg)
+        split.eval_users = split.eval_users[:10_000]
+        t0 = time.perf_counter()
+        evaluate(m, split, "test", EvalConfig(item_chunk=32_768), 50)
+        report.update(seconds=time.perf_counter() - t0, users=len(split.eval_users))
+        return
+    from echorec.train.loop import LoopState, run_epoch, setup
+
+    tr = setup(rc, split, None, quiet=True)
+    state = LoopState()
+    report.update(seconds=run_epoch(tr, state), samples=state.n_seen)
 
 
-def main():
+def run_stage(stage: str, path: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.path.join(HERE, "..", "src")}
+    proc = subprocess.Popen([sys.executable, __file__, "--child", stage, "--log", path], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    out, err = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"stage {stage} on {path} failed:\n{err[-3000:]}")
+    row = json.loads(out.strip().splitlines()[-1])
+    return row
+
+
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--items", type=int, default=1_000_000)
-    ap.add_argument("--users", type=int, default=100_000)
-    ap.add_argument("--chunk", type=int, default=65_536)
+    ap.add_argument("--events", default="100000,1000000,10000000")
+    ap.add_argument("--work", default="/tmp/echorec_scale", help="logs and the cache go here")
+    ap.add_argument("--stages", default=",".join(STAGES))
     ap.add_argument("--child", default=None)
+    ap.add_argument("--log", default=None)
     args = ap.parse_args()
     if args.child:
-        return child(args.child, args.items, args.users, args.chunk)
+        return child(args.child, args.log)
+    from echorec import sysinfo
+
+    sys.path.insert(0, HERE)
+    from synthetic_log import make, write_csv
+
+    os.makedirs(args.work, exist_ok=True)
+    os.environ["ECHOREC_CACHE"] = os.path.join(args.work, "cache")
     rows = []
-    for what in ("train", "eval"):
-        out = subprocess.run([sys.executable, __file__, "--child", what, "--items", str(args.items), "--users",
-                              str(args.users), "--chunk", str(args.chunk)], capture_output=True, text=True, check=True)
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    p = rows[0]["params_mib"]
-    commit = sysinfo.git_commit()
-    lines = [f"`python benchmarks/scale.py`, commit {commit}, {sysinfo.machine()}, "
-             f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'default')}.", "",
-             f"Synthetic catalog: {args.items:,} items x {args.users:,} users; SASRec (hidden 64): parameters "
-             f"{p:.0f} MiB (+ 2x that for Adam). Peak resident-memory rise, fresh process each:", "",
-             "| what | peak rise (MiB) | seconds |", "| --- | ---: | ---: |",
-             f"| one training step, sampled softmax (batch 256, 1000 negatives) | {rows[0]['peak_rise_mib']:.0f} | "
-             f"{rows[0]['seconds']:.2f} |",
-             f"| full-ranking eval of 2,048 users, item chunks of {args.chunk:,} | {rows[1]['peak_rise_mib']:.0f} | "
-             f"{rows[1]['seconds']:.2f} |",
-             "", f"A full (B x n_items) score matrix for a batch of 256 would alone take "
-                 f"{256 * args.items * 4 / 2**20:.0f} MiB."]
-    # The stated bounds: a training step needs at most the dense gradient of the parameters (2x their size)
-    # plus 128 MiB; chunked evaluation at most half of one unchunked score matrix.
-    train_bound = 2 * p + 128
-    eval_bound = 0.5 * 256 * args.items * 4 / 2**20
-    lines += ["", f"Bounds: training step <= 2 x parameters + 128 MiB = {train_bound:.0f} MiB: "
-                  f"{'PASS' if rows[0]['peak_rise_mib'] <= train_bound else 'FAIL'}; "
-                  f"evaluation <= half an unchunked score matrix = {eval_bound:.0f} MiB: "
-                  f"{'PASS' if rows[1]['peak_rise_mib'] <= eval_bound else 'FAIL'}."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
-    with open(os.path.join(os.path.dirname(__file__), "results", "scale.md"), "w") as f:
-        f.write(text)
+    for n in (int(x) for x in args.events.split(",")):
+        path = os.path.join(args.work, f"log_{n}.csv")
+        if not os.path.exists(path):
+            write_csv(make(n), path)
+        for stage in args.stages.split(","):
+            if stage == "read":  # an empty cache: the stage reads and writes it
+                import shutil
+
+                shutil.rmtree(os.environ["ECHOREC_CACHE"], ignore_errors=True)
+            r = run_stage(stage, path)
+            row = {"events": n, "stage": stage, "seconds": round(r["seconds"], 3), "peak_rss_mib": r["peak_rss_mib"]}
+            rows.append(row)
+            print(row, flush=True)
+    write(rows, sysinfo)
+
+
+def write(rows: list[dict], sysinfo) -> None:
+    out = os.path.join(HERE, "results")
+    with open(os.path.join(out, "scale_logs.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    sizes = sorted({r["events"] for r in rows})
+    by = {(r["stage"], r["events"]): r for r in rows}
+    lines = [f"`python benchmarks/scale.py`, commit {sysinfo.git_commit()}, {sysinfo.machine()}; one stage per fresh "
+             "process (see the script's docstring for what each stage does). Seconds of the stage itself; peak "
+             "RSS of its whole process.", "",
+             "| stage | " + " | ".join(f"{n:,} events" for n in sizes) + " | time(10^7) / time(10^6) |",
+             "|---|" + "---:|" * (len(sizes) + 1)]
+    for stage in STAGES:
+        cells = []
+        for n in sizes:
+            r = by.get((stage, n))
+            cells.append("" if r is None else f"{r['seconds']:.1f} s, {r['peak_rss_mib']} MiB")
+        a, b = by.get((stage, 10_000_000)), by.get((stage, 1_000_000))
+        ratio = f"{a['seconds'] / b['seconds']:.1f}" if a and b else "n/a"
+        lines.append(f"| {stage} | " + " | ".join(cells) + f" | {ratio} |")
+    with open(os.path.join(out, "scale_logs.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for stage in STAGES:
+        pts = [(r["events"], r["seconds"]) for r in rows if r["stage"] == stage]
+        if pts:
+            ax.loglog(*zip(*pts), marker="o", label=stage)
+    ax.set_xlabel("events")
+    ax.set_ylabel("seconds")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "scale_logs.png"), dpi=110)
 
 
 if __name__ == "__main__":
