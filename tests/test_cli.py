@@ -144,3 +144,30 @@ def test_model_flags_are_not_taken_for_prefixes_of_other_flags(tmp_path, seq_fil
     assert rc == 0
     cfg = json.load(open(os.path.join(out, "config.json")))
     assert cfg["model_cfg"]["c"] == 2 and cfg["model_cfg"]["alpha"] == 0.7
+
+
+def test_version_bench_help_and_suggestions(capsys):
+    import echorec
+
+    assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == f"echorec {echorec.__version__}"
+    assert main(["bench", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "speed" in out
+    assert main(["trian"]) == 2
+    assert "did you mean 'train'?" in capsys.readouterr().err
+    assert main(["bench", "acuracy"]) == 2
+    assert "did you mean 'accuracy'?" in capsys.readouterr().err
+
+
+def test_every_flag_has_a_help_line(capsys):
+    """--help of train shows, for every setting, the field's own doc and its default (not a bare default)."""
+    from echorec.config import SECTIONS
+    from echorec.fields import flag_fields
+    from echorec.models import get_model_class, model_names
+
+    for model in model_names():
+        n = sum(len(flag_fields(c)) for _, c in SECTIONS) + len(flag_fields(get_model_class(model).Config))
+        with pytest.raises(SystemExit):
+            main(["train", "--model", model, "--help"])
+        out = capsys.readouterr().out
+        assert out.count("default:") == n and "Adam's learning rate" in out, model

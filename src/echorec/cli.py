@@ -216,9 +216,21 @@ def _protocol(args) -> dict:
     return {k: v for k, v in vars(args).items() if v is not None and "." in k}
 
 
+BENCH_HELP = """usage: echorec bench {accuracy,speed} ...
+
+  accuracy   train models x datasets x seeds under one protocol; tables, paired tests, learning curves
+  speed      training time, inference latency and memory of each model vs sequence length
+
+`echorec bench accuracy --help` and `echorec bench speed --help` list their flags."""
+
+
 def cmd_bench(argv):
+    if argv and argv[0] in ("-h", "--help"):
+        print(BENCH_HELP)
+        return
     if not argv or argv[0] not in ("accuracy", "speed"):
-        raise EchorecError("echorec bench: use `bench accuracy ...` or `bench speed ...` (see --help of each)")
+        hint = f"unknown subcommand {argv[0]!r}{_did_you_mean(argv[0], ('accuracy', 'speed'))}; " if argv else ""
+        raise EchorecError(f"echorec bench: {hint}use `bench accuracy ...` or `bench speed ...` (see --help of each)")
     if argv[0] == "speed":
         from echorec.bench.speed import main as speed_main
 
@@ -282,8 +294,20 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "data": cmd_data, "mod
             "tune": cmd_tune}
 
 
+def _did_you_mean(word: str, choices) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-V", "--version"):
+        from echorec import __version__
+
+        print(f"echorec {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: echorec {train,evaluate,data,models,recommend,serve,export,bench,tune} ...\n\n"
               "  train      train a model, write a run folder\n"
@@ -294,11 +318,13 @@ def main(argv=None) -> int:
               "  serve      HTTP service over a run folder\n"
               "  export     TorchScript of a run's model + top-k\n"
               "  bench      bench accuracy (models x datasets x seeds tables) | bench speed (time/memory vs length)\n"
-              "  tune       fixed-budget hyper-parameter search (optuna) for bench accuracy")
+              "  tune       fixed-budget hyper-parameter search (optuna) for bench accuracy\n\n"
+              "`echorec COMMAND --help` explains each flag; `echorec --version` prints the version.")
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
-        print(f"error: unknown command {cmd!r}; use one of {', '.join(COMMANDS)}", file=sys.stderr)
+        print(f"error: unknown command {cmd!r}{_did_you_mean(cmd, COMMANDS)}; use one of {', '.join(COMMANDS)}",
+              file=sys.stderr)
         return 2
     try:
         COMMANDS[cmd](rest)
