@@ -32,14 +32,13 @@ STAGES = ("read", "sasrec", "echomamba", "eval")
 def child(stage: str, path: str) -> None:
     """One stage in this (fresh) process; prints {"seconds": ..., "peak_rss_mib": ...}."""
     import atexit
-    import resource
 
     import torch
 
-    # The report is the last line this process prints, with its own peak RSS (Linux: ru_maxrss in KiB).
+    # The report is the last line this process prints, with its own peak RSS: VmHWM, which exec resets
+    # (ru_maxrss does not: a child forked from a parent that generated a big log inherits its peak).
     report = {}
-    atexit.register(lambda: print(json.dumps({**report, "peak_rss_mib": round(
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}), flush=True))
+    atexit.register(lambda: print(json.dumps({**report, "peak_rss_mib": round(_vm_hwm_kib() / 1024)}), flush=True))
 
     from echorec.config import EvalConfig, RunConfig
     from echorec.data.split import load_split
@@ -77,6 +76,11 @@ def child(stage: str, path: str) -> None:
     tr = setup(rc, split, None, quiet=True)
     state = LoopState()
     report.update(seconds=run_epoch(tr, state), samples=state.n_seen)
+
+
+def _vm_hwm_kib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
 
 
 def run_stage(stage: str, path: str) -> dict:

@@ -158,7 +158,8 @@ def run_study(study: str, models: list[str], datasets: list[str], seeds: list[in
 
     `models` are model specs (`sasrec`, `echomamba4rec+filter=false`); `overrides` the protocol's settings that
     differ from protocol()'s defaults (`section.field` -> value)."""
-    from echorec.runfolder import RunFolder
+    from echorec.runfolder import CHECKPOINT, RunFolder
+    from echorec.runfolder import METRICS as METRICS_FILE
     from echorec.train.loop import run_training
 
     proto = protocol(overrides)
@@ -169,15 +170,16 @@ def run_study(study: str, models: list[str], datasets: list[str], seeds: list[in
     for i, (ds, model, seed) in enumerate(cells, 1):
         label = dataset_label(ds)
         out = os.path.join(study, "runs", label, model, f"seed{seed}")
+        folder = RunFolder(out)
         tag = f"[{i}/{len(cells)}] {label} {model} seed {seed}"
-        if os.path.exists(os.path.join(out, "metrics.json")):
+        if folder.has(METRICS_FILE):
             log(f"{tag}: done, skipped")
             continue
         rc = cell_config(model, ds, seed, proto, tuned_settings(study, label, model), threads)
-        resume = os.path.exists(os.path.join(out, "checkpoint.safetensors"))
+        resume = folder.has(CHECKPOINT)
         log(f"{tag}: {'resuming' if resume else 'training'} ...")
         t0 = time.perf_counter()
-        overwrite = not resume and bool(RunFolder(out).existing())
+        overwrite = not resume and bool(folder.existing())
         m = run_training(rc, out, quiet=True, resume=resume, overwrite=overwrite)
         log(f"{tag}: test NDCG@10 {m['test']['ndcg@10']:.4f} HR@10 {m['test']['hit@10']:.4f} "
             f"(best epoch {m['best_epoch']} of {m['epochs_run']}, {time.perf_counter() - t0:.0f} s)")
@@ -188,6 +190,8 @@ def run_study(study: str, models: list[str], datasets: list[str], seeds: list[in
 
 def collect(study: str) -> list[dict]:
     """One row per finished run in the study folder (whatever command added it)."""
+    from echorec.runfolder import RunFolder
+
     rows = []
     root = os.path.join(study, "runs")
     if not os.path.isdir(root):
@@ -196,10 +200,9 @@ def collect(study: str) -> list[dict]:
         for model in sorted(os.listdir(os.path.join(root, label))):
             mdir = os.path.join(root, label, model)
             for cell in sorted(os.listdir(mdir)):
-                mfile = os.path.join(mdir, cell, "metrics.json")
-                if not cell.startswith("seed") or not os.path.exists(mfile):
+                m = RunFolder(os.path.join(mdir, cell)).read_metrics() if cell.startswith("seed") else None
+                if m is None:
                     continue
-                m = read_json(mfile)
                 row = {"dataset": label, "model": model, "seed": int(cell[4:])}
                 row.update({f"test_{k}": m["test"][k] for k in METRICS})
                 row["valid_ndcg@10"] = m["valid"]["ndcg@10"]

@@ -79,7 +79,7 @@ def chunked_ranks(model, h: torch.Tensor, target: torch.Tensor, n_items: int, ch
 
 def evaluate(model, split: Split, which: str = "test", cfg: EvalConfig | None = None, max_len: int = 50,
              device="cpu", return_ranks: bool = False, shard=None):
-    """Metrics of `model` on the 'valid' or 'test' item of every eval user, under EvalConfig `cfg`
+    """Metrics of `model` on every valid or test target (one per user under leave-one-out), under EvalConfig `cfg`
     (default: full ranking at K = 5, 10, 20); inputs are the last `max_len` items.
 
     shard=(rank, world): this process ranks every world-th user from `rank` on, and the ranks of all
