@@ -147,7 +147,7 @@ def cmd_data(argv):
 
     path = resolve(dc.dataset)
     data = load_sequences(path, dc.format, (dc.user_col, dc.item_col, dc.time_col, dc.rating_col), dc.min_rating,
-                          dc.kcore)
+                          dc.kcore, dc.dedup)
     import numpy as np
 
     lens = data.lengths
@@ -155,6 +155,13 @@ def cmd_data(argv):
     print(f"dataset       {dc.dataset}\nfile          {path}")
     print(f"users         {data.n_users:,}\nitems         {data.n_items:,}\ninteractions  {n:,}")
     print(f"density       {n / (data.n_users * data.n_items):.4%}")
+    if data.times is None:
+        print("duplicates    - (no timestamps: a repeated item is a new event)")
+    elif data.deduped:
+        print(f"duplicates    0 ({data.duplicates:,} rows dropped by --dedup)")
+    else:
+        print(f"duplicates    {data.duplicates:,} rows repeat an earlier (user, item, time)"
+              + ("; --dedup true drops them" if data.duplicates else ""))
     print(f"seq length    min {lens.min()} / median {int(np.median(lens))} / mean {lens.mean():.2f} / max {lens.max()}")
     print(f"users with >= 3 items (evaluated): {(lens >= 3).sum():,}")
 

@@ -30,6 +30,8 @@ class DataConfig:
     rating_col: str = setting("rating", "rating column, read only with --min-rating")
     min_rating: float | None = setting(None, "keep interactions rated at least this (none: keep all)")
     kcore: int = setting(0, "iterative user/item k-core filter; 0 = off (RecBole's default)", low=0)
+    dedup: bool = setting(False, "drop rows that repeat an earlier (user, item, timestamp) row (`data info` counts "
+                          "them); files without timestamps have none, a repeated item there is a new event")
     split: str = setting("loo", "loo: leave-one-out (each user's last item tests, the one before validates) | "
                          "time: a global temporal split at --valid-from / --test-from", choices=("loo", "time"))
     valid_from: str | None = setting(None, "--split time: events from this time on are valid targets (a fraction "

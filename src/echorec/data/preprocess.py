@@ -11,15 +11,17 @@ import hashlib
 import io
 import json
 import os
+import sys
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
-from echorec.data.readers import Interactions, read_interactions
+from echorec.data.readers import Interactions, check_readable, detect_format, read_interactions
 from echorec.errors import EchorecError
 from echorec.fsio import atomic_write_bytes, cache_dir
 
-CACHE_VERSION = 2  # bump when the processed layout or the preprocessing rules change (2: times kept)
+CACHE_VERSION = 3  # bump when the processed layout or the preprocessing rules change (2: times, 3: duplicates)
 
 
 @dataclass
@@ -30,6 +32,8 @@ class SeqData:
     user_raw: np.ndarray  # (n_users,) str
     source: str = ""
     times: np.ndarray | None = None  # (n_interactions,) float64 epoch seconds beside `items`; None: file order
+    duplicates: int = 0  # rows that repeated an earlier (user, item, time) row (kept, or dropped by dedup)
+    deduped: bool = False  # whether those rows were dropped
 
     @property
     def n_users(self) -> int:
@@ -74,7 +78,32 @@ def kcore(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
         keep = new
 
 
-def preprocess(inter: Interactions, min_rating: float | None = None, kcore_k: int = 0) -> SeqData:
+def duplicate_rows(users: np.ndarray, items: np.ndarray, times: np.ndarray | None) -> np.ndarray:
+    """Indices of the rows that repeat an earlier row's (user, item, time); the first of each stays. Without
+    times a repeated item is a new event, so there are none.
+
+    One stable sort by (user, time); only rows that tie with a neighbour on both are compared by item, so a log
+    with few ties costs the sort and nothing more."""
+    if times is None or len(users) < 2:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((times, users))
+    su, st = users[order], times[order]
+    tie = (su[1:] == su[:-1]) & (st[1:] == st[:-1])
+    if not tie.any():
+        return np.zeros(0, dtype=np.int64)
+    in_group = np.zeros(len(order), dtype=bool)
+    in_group[1:] |= tie
+    in_group[:-1] |= tie
+    group = np.cumsum(np.concatenate([[True], ~tie]))[in_group]  # (user, time) group of each tied row
+    rows = order[in_group]
+    by = np.lexsort((rows, items[rows], group))  # within a group, equal items together, file order kept
+    g, it = group[by], items[rows][by]
+    repeat = np.zeros(len(by), dtype=bool)
+    repeat[1:] = (g[1:] == g[:-1]) & (it[1:] == it[:-1])
+    return np.sort(rows[by][repeat])
+
+
+def preprocess(inter: Interactions, min_rating: float | None = None, kcore_k: int = 0, dedup: bool = False) -> SeqData:
     n = len(inter)
     keep = np.ones(n, dtype=bool)
     if min_rating is not None:
@@ -87,6 +116,11 @@ def preprocess(inter: Interactions, min_rating: float | None = None, kcore_k: in
     if not keep.all():  # no copies of a 10^7-row log that nothing filtered
         users, items = users[keep], items[keep]
         times = times[keep] if times is not None else None
+    dup = duplicate_rows(users, items, times)
+    if dedup and len(dup):
+        keep = np.ones(len(users), dtype=bool)
+        keep[dup] = False
+        users, items, times = users[keep], items[keep], times[keep]
     if kcore_k > 1:
         k_keep = kcore(users, items, kcore_k)
         if not k_keep.any():
@@ -107,6 +141,8 @@ def preprocess(inter: Interactions, min_rating: float | None = None, kcore_k: in
         user_raw=inter.user_ids[u_first].astype(str),
         source=inter.source,
         times=None if times is None else times[order],
+        duplicates=len(dup),
+        deduped=bool(dedup),
     )
 
 
@@ -119,30 +155,77 @@ def _cache_key(path: str, options: dict) -> str:
     return h.hexdigest()
 
 
+def _checked(z, path: str) -> SeqData:
+    """A cache entry as SeqData, after the checks that make it safe to use: offsets start at 0, never decrease
+    and end at the item count; ids lie in 1..n_items; times (if any) line up with items. A ValueError otherwise."""
+    items, offsets, item_raw, user_raw = z["items"], z["offsets"], z["item_raw"], z["user_raw"]
+    times = z["times"] if "times" in z.files else None
+    meta = z["meta"] if "meta" in z.files else np.zeros(2, dtype=np.int64)
+    ok = (items.ndim == offsets.ndim == item_raw.ndim == user_raw.ndim == 1 and
+          items.dtype.kind == "i" and offsets.dtype.kind == "i" and len(offsets) == len(user_raw) + 1 and
+          len(offsets) > 0 and offsets[0] == 0 and offsets[-1] == len(items) and bool((np.diff(offsets) >= 0).all()) and
+          (len(items) == 0 or (items.min() >= 1 and items.max() <= len(item_raw))) and
+          (times is None or (times.shape == items.shape and bool(np.isfinite(times).all()))) and meta.shape == (2,))
+    if not ok:
+        raise ValueError("cache entry fails its checks")
+    return SeqData(items, offsets, item_raw, user_raw, source=path, times=times, duplicates=int(meta[0]),
+                   deduped=bool(meta[1]))
+
+
+def _read_cache(cfile: str, path: str) -> SeqData | None:
+    """The entry, or None for any entry that cannot be read or fails its checks (it is rebuilt and replaced)."""
+    try:
+        with np.load(cfile, allow_pickle=False) as z:
+            return _checked(z, path)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, TypeError, IndexError):
+        return None
+
+
+def _write_cache(cfile: str, data: SeqData) -> None:
+    """Best effort: a cache that cannot be written costs the next run a re-read, never this run's result."""
+    buf = io.BytesIO()
+    extra = {} if data.times is None else {"times": data.times}
+    np.savez(buf, items=data.items, offsets=data.offsets, item_raw=data.item_raw, user_raw=data.user_raw,
+             meta=np.array([data.duplicates, int(data.deduped)], dtype=np.int64), **extra)
+    try:
+        atomic_write_bytes(cfile, buf.getvalue())
+    except OSError as e:
+        print(f"warning: could not write the cache {cfile} ({e.strerror or e}); the next run reads the file again",
+              file=sys.stderr)
+
+
 def load_sequences(
     path: str,
     fmt: str = "auto",
     cols: tuple[str, str, str, str] = ("user_id", "item_id", "timestamp", "rating"),
     min_rating: float | None = None,
     kcore_k: int = 0,
+    dedup: bool = False,
     cache: bool = True,
 ) -> SeqData:
-    """Read + preprocess `path`, reusing a cached result keyed by the file's bytes and the options."""
-    options = {"fmt": fmt, "cols": list(cols), "min_rating": min_rating, "kcore": kcore_k}
+    """Read + preprocess `path`, reusing a cached result keyed by the file's bytes, its detected format and every
+    option (the same bytes under another name can be another format)."""
+    check_readable(path)
+    try:
+        detected = detect_format(path) if fmt == "auto" else fmt
+        options = {"fmt": detected, "cols": list(cols), "min_rating": min_rating, "kcore": kcore_k, "dedup": dedup}
+        key = _cache_key(path, options) if cache else None
+    except OSError as e:
+        raise EchorecError(f"{path}: cannot read ({e.strerror or e})") from None
     cfile = None
-    if cache:
-        cfile = os.path.join(cache_dir(), "processed", _cache_key(path, options) + ".npz")
-        if os.path.exists(cfile):
-            try:
-                z = np.load(cfile, allow_pickle=False)
-                return SeqData(z["items"], z["offsets"], z["item_raw"], z["user_raw"], source=path,
-                               times=z["times"] if "times" in z.files else None)
-            except (OSError, ValueError, KeyError):
-                pass  # a damaged cache entry is rebuilt below
-    data = preprocess(read_interactions(path, fmt, *cols), min_rating, kcore_k)
+    if key is not None:
+        try:
+            cfile = os.path.join(cache_dir(), "processed", key + ".npz")
+        except OSError as e:
+            print(f"warning: no cache folder ({e.strerror or e}); reading the file without one", file=sys.stderr)
+        if cfile is not None and os.path.exists(cfile):
+            data = _read_cache(cfile, path)
+            if data is not None:
+                return data
+    try:
+        data = preprocess(read_interactions(path, detected, *cols), min_rating, kcore_k, dedup)
+    except OSError as e:
+        raise EchorecError(f"{path}: cannot read ({e.strerror or e})") from None
     if cfile is not None:
-        buf = io.BytesIO()
-        extra = {} if data.times is None else {"times": data.times}
-        np.savez(buf, items=data.items, offsets=data.offsets, item_raw=data.item_raw, user_raw=data.user_raw, **extra)
-        atomic_write_bytes(cfile, buf.getvalue())
+        _write_cache(cfile, data)
     return data

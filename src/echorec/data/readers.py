@@ -101,6 +101,27 @@ def _first_lines(path: str, n: int) -> list[str]:
     return out
 
 
+def check_readable(path: str) -> None:
+    """The checks before a byte is read: the path exists, is a file, and is not empty."""
+    if not os.path.exists(path):
+        raise EchorecError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise EchorecError(f"{path}: is a folder; pass the interaction file inside it")
+    if os.path.getsize(path) == 0:
+        raise EchorecError(f"{path}: empty file")
+
+
+def _first_bad_utf8_line(path: str) -> tuple[int, int]:
+    """(line number, byte column) of the first line that is not UTF-8."""
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                return lineno, e.start + 1
+    return 1, 1
+
+
 def read_interactions(
     path: str,
     fmt: str = "auto",
@@ -109,33 +130,36 @@ def read_interactions(
     time_col: str = "timestamp",
     rating_col: str = "rating",
 ) -> Interactions:
-    if not os.path.exists(path):
-        raise EchorecError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise EchorecError(f"{path}: is a folder; pass the interaction file inside it")
+    check_readable(path)
     if fmt not in FORMATS:
         raise EchorecError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-    if os.path.getsize(path) == 0:
-        raise EchorecError(f"{path}: empty file")
     if fmt == "auto":
         fmt = detect_format(path)
-    cols = (user_col, item_col, time_col, rating_col)
+    try:
+        out = _read(path, fmt, (user_col, item_col, time_col, rating_col))
+    except UnicodeDecodeError:
+        lineno, col = _first_bad_utf8_line(path)
+        raise EchorecError(f"{path}:{lineno}: not UTF-8 text (byte {col} of the line); save the file as UTF-8")
+    except OSError as e:
+        raise EchorecError(f"{path}: cannot read ({e.strerror or e})") from None
+    if len(out) == 0:
+        raise EchorecError(f"{path}: no interactions")
+    return out
+
+
+def _read(path: str, fmt: str, cols: tuple[str, str, str, str]) -> Interactions:
     if fmt in ("inter", "csv", "tsv"):
         sep, typed = ("," if fmt == "csv" else "\t"), fmt == "inter"
         # Columnar and multithreaded when the file is clean; anything odd goes to the row reader, which
         # either reads it the same way or names the file, line and field that is wrong.
-        out = _read_delimited_arrow(path, sep, cols, typed) or _read_delimited(path, sep, cols, typed)
-    elif fmt == "movielens":
-        out = _read_movielens(path)
-    elif fmt == "parquet":
-        out = _read_parquet(path, cols)
-    elif fmt == "seq":
-        out = _read_seq(path)
-    else:
-        out = _read_pairs(path)
-    if len(out) == 0:
-        raise EchorecError(f"{path}: no interactions")
-    return out
+        return _read_delimited_arrow(path, sep, cols, typed) or _read_delimited(path, sep, cols, typed)
+    if fmt == "movielens":
+        return _read_movielens(path)
+    if fmt == "parquet":
+        return _read_parquet(path, cols)
+    if fmt == "seq":
+        return _read_seq(path)
+    return _read_pairs(path)
 
 
 def _float(value: str, path: str, lineno: int, what: str) -> float:
@@ -230,6 +254,8 @@ def _read_delimited(path, sep, cols, typed_header) -> Interactions:
             header = next(reader)
         except StopIteration:
             raise EchorecError(f"{path}: empty file") from None
+        except csv.Error as e:
+            raise EchorecError(f"{path}:1: {e}") from None
         if typed_header and not all(":" in h for h in header):
             raise EchorecError(f"{path}:1: expected a typed header like 'user_id:token', got {sep.join(header)!r}")
         ui = _find_col(header, user_col, path, True)
@@ -238,7 +264,7 @@ def _read_delimited(path, sep, cols, typed_header) -> Interactions:
         ri = _find_col(header, rating_col, path, False)
         n = len(header)
         parse_time = _TimeParser(path)
-        for lineno, row in enumerate(reader, start=2):
+        for lineno, row in _rows(reader, path):
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != n:
@@ -253,6 +279,19 @@ def _read_delimited(path, sep, cols, typed_header) -> Interactions:
             if ri is not None:
                 ratings.append(_float(row[ri], path, lineno, "rating"))
     return _finish(users, items, times if ti is not None else None, ratings if ri is not None else None, path)
+
+
+def _rows(reader, path):
+    """(line number, fields) of a csv reader after its header; the csv module's errors (a field over its size
+    limit, a stray quote) name the line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise EchorecError(f"{path}:{reader.line_num}: {e}") from None
+        yield reader.line_num, row
 
 
 def _read_movielens(path) -> Interactions:
@@ -384,7 +423,10 @@ def _read_delimited_arrow(path, sep, cols, typed_header) -> Interactions | None:
     except ImportError:
         return None
     with open(path, encoding="utf-8-sig", newline="") as f:
-        header = next(csv.reader(f, delimiter=sep), None)
+        try:
+            header = next(csv.reader(f, delimiter=sep), None)
+        except csv.Error:
+            return None
     if not header or (typed_header and not all(":" in h for h in header)):
         return None
     user_col, item_col, time_col, rating_col = cols

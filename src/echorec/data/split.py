@@ -89,7 +89,7 @@ class Split:
 def load_split(dc) -> tuple[SeqData, Split]:
     """Read, preprocess (cached) and split the log a DataConfig names: (SeqData, Split by dc.split)."""
     data = load_sequences(resolve(dc.dataset), dc.format, (dc.user_col, dc.item_col, dc.time_col, dc.rating_col),
-                          dc.min_rating, dc.kcore)
+                          dc.min_rating, dc.kcore, dc.dedup)
     if dc.split == "time":
         return data, time_split(data, dc.valid_from, dc.test_from)
     return data, leave_one_out(data)
