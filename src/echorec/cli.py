@@ -30,7 +30,11 @@ def _add_config_flags(p, model_cls):
 
 def build_run_config(args: dict, model: str, base: dict | None = None) -> RunConfig:
     """The RunConfig of a config file's dict `base` (or the defaults) with the flags given in `args`."""
-    d = {"model": model, **{k: dict((base or {}).get(k, {})) for k in ("data", "train", "eval", "model_cfg")}}
+    sections = {k: (base or {}).get(k, {}) for k in ("data", "train", "eval", "model_cfg")}
+    for k, v in sections.items():
+        if not isinstance(v, dict):
+            raise EchorecError(f"config: {k} must be an object, got {type(v).__name__}")
+    d = {"model": model, **{k: dict(v) for k, v in sections.items()}}
     given = {k: v for k, v in args.items() if v is not None and "." in k}
     return run_config_from_dict(with_overrides(d, given), where="flags")
 
@@ -57,13 +61,13 @@ def cmd_train(argv):
     pre.add_argument("--resume", default=None)
     known, _ = pre.parse_known_args(argv)
     base = None
-    from echorec.fsio import read_json
+    from echorec.fsio import read_json_object
 
     if known.resume:
-        base = read_json(os.path.join(known.resume, "config.json"))
+        base = read_json_object(os.path.join(known.resume, "config.json"))
         base.pop("meta", None)
     elif known.config:
-        base = read_json(known.config)
+        base = read_json_object(known.config)
     model = known.model or (base or {}).get("model", "sasrec")
     from echorec.models import get_model_class
 
@@ -76,6 +80,8 @@ def cmd_train(argv):
                    help="continue the run in DIR from its last checkpoint (same config; --epochs and --patience "
                         "may be raised to train on)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--allow-data-change", action="store_true",
+                   help="--resume even though the data file changed since the run started")
     _add_config_flags(p, model_cls)
     args = vars(p.parse_args(argv))
     rc = build_run_config(args, model, base)
@@ -88,7 +94,7 @@ def cmd_train(argv):
         if args["out"] not in (None, known.resume):
             raise EchorecError("--resume DIR continues in DIR; drop --out")
         check_resume_config(RunFolder(known.resume), rc)
-        metrics = run_training(rc, known.resume, resume=True)
+        metrics = run_training(rc, known.resume, resume=True, allow_data_change=args["allow_data_change"])
         out = known.resume
     else:
         metrics = run_training(rc, args["out"], overwrite=args["overwrite"])
@@ -111,10 +117,12 @@ def cmd_evaluate(argv):
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: the run's training device "
                    "setting)")
+    p.add_argument("--allow-data-change", action="store_true",
+                   help="evaluate even though the data file changed since the run was trained")
     args = p.parse_args(argv)
     from echorec.eval.evaluate import evaluate_run
 
-    m, saved = evaluate_run(args.run, args.split, args.device)
+    m, saved = evaluate_run(args.run, args.split, args.device, args.allow_data_change)
     if args.json:
         print(json.dumps(m, indent=2))
         return

@@ -80,7 +80,9 @@ class TrainConfig:
     pad_multiple: int = setting(0, "round batch widths up to a multiple of this (few shapes for GPU kernels and "
                                 "--compile); 0 = auto: 8 on CUDA, exact widths elsewhere", low=0)
     progress: bool = setting(True, "a progress bar per epoch (on a terminal only)")
-    checkpoint_every: int = setting(0, "also checkpoint every N steps (0: at epoch ends only)", low=0)
+    checkpoint_every: int = setting(0, "also checkpoint every N steps (0: at epoch ends and by time only)", low=0)
+    checkpoint_minutes: float = setting(10.0, "also checkpoint after this many minutes of training since the last "
+                                        "checkpoint, mid-epoch too, so a kill loses at most that much; 0 = off", low=0)
     loss: str = setting("full", "full: CE over all items | sampled: CE over the target and --negatives items",
                         choices=("full", "sampled"))
     negatives: int = setting(1000, "sampled-softmax negatives per step (uniform, shared by the batch)", low=1)

@@ -6,10 +6,14 @@ rebuilds the model.
     metrics.json            valid/test metrics, best epoch, timings
     history.csv             one row per epoch
     checkpoint.safetensors  model, optimizer, RNG and loop position for exact resume (train/checkpoint.py)
-    items.tsv, users.tsv    internal id -> raw id (and each item's count, for the popularity fallback)
+    items.tsv, users.tsv    internal id -> raw id (and each item's count, for the popularity fallback);
+                            tab-separated with the csv module's quoting, so an id may hold any character
 
 Training writes it; evaluation, serving, studies and the CLI read it through `RunFolder`, and none
-of them needs the others to do so. Weights never go through pickle (safetensors only).
+of them needs the others to do so. Weights never go through pickle (safetensors only). Everything read
+back is checked before it is used: config.json against the config dataclasses (types and ranges), the
+weights' shapes (from the safetensors header, before any model is built) and their finiteness, the id
+maps' shape. A file that fails is one EchorecError naming it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torch
 
 from echorec.config import RunConfig, run_config_from_dict
 from echorec.errors import EchorecError
-from echorec.fsio import atomic_write_bytes, atomic_write_text, read_json, write_json
+from echorec.fsio import atomic_write_bytes, atomic_write_text, read_json, read_json_object, write_json
 from echorec.models import build_model
 
 CONFIG, WEIGHTS, METRICS, HISTORY = "config.json", "model.safetensors", "metrics.json", "history.csv"
@@ -49,8 +53,42 @@ def load_weights(path: str) -> dict[str, torch.Tensor]:
         blob = f.read()
     try:
         return load(blob)
-    except (SafetensorError, ValueError, RuntimeError, OSError) as e:
+    except (SafetensorError, ValueError, RuntimeError, OSError, OverflowError) as e:
         raise EchorecError(f"{path}: not a valid safetensors file ({e}); it may be truncated or tampered with") from None
+
+
+def header_shapes(path: str) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape from a safetensors file's header, without reading the tensors."""
+    import json as _json
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > os.path.getsize(path) - 8:
+                raise ValueError("header longer than the file")
+            header = _json.loads(f.read(n))
+        return {k: tuple(int(x) for x in v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    except FileNotFoundError:
+        raise EchorecError(f"{path}: no such file") from None
+    except (struct.error, ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
+        raise EchorecError(f"{path}: not a valid safetensors file ({e}); it may be truncated or tampered with") from None
+
+
+def check_finite(state: dict[str, torch.Tensor], path: str) -> None:
+    for k, v in state.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise EchorecError(f"{path}: tensor {k} holds NaN or infinite values; the weights are unusable")
+
+
+def check_same_data(folder: "RunFolder", data, digest: str, allow_change: bool, action: str) -> None:
+    """Refuse to evaluate or resume a run on data other than its own (config.json's meta.data_digest; folders
+    written before digests were recorded are not checked)."""
+    saved = (folder.read_config_dict().get("meta") or {}).get("data_digest")
+    if saved and saved != digest and not allow_change:
+        raise EchorecError(f"{data.source}: the data differs from what the run in {folder.path} was trained on "
+                           f"(processed-data digest {digest[:12]}, the run's {saved[:12]}); pass "
+                           f"--allow-data-change to {action.lstrip('-')} on it anyway")
 
 
 class RunFolder:
@@ -69,17 +107,25 @@ class RunFolder:
 
     # -- config --------------------------------------------------------------------------------------
     def read_config_dict(self) -> dict:
-        return read_json(self.file(CONFIG))
+        return read_json_object(self.file(CONFIG))
 
     def read_config(self) -> tuple[RunConfig, dict]:
-        """(RunConfig, meta) from config.json."""
+        """(RunConfig, meta) from config.json, checked as a new run's flags are: types, ranges, the model's rules."""
         if not os.path.isdir(self.path):
             raise EchorecError(f"{self.path}: no such run folder")
         raw = self.read_config_dict()
-        rc = run_config_from_dict(raw, where=self.file(CONFIG))
+        where = self.file(CONFIG)
+        rc = run_config_from_dict(raw, where=where)
+        try:
+            rc.validate()
+        except EchorecError as e:
+            raise EchorecError(f"{where}: {e}") from None
         meta = raw.get("meta", {})
         if not isinstance(meta, dict) or "n_items" not in meta:
-            raise EchorecError(f"{self.file(CONFIG)}: missing meta.n_items")
+            raise EchorecError(f"{where}: missing meta.n_items")
+        n = meta["n_items"]
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n < 2**31:
+            raise EchorecError(f"{where}: meta.n_items must be an integer in 1..2^31-1, got {n!r}")
         return rc, meta
 
     def write_config(self, cfg: dict) -> None:
@@ -93,15 +139,28 @@ class RunFolder:
         return load_weights(self.file(WEIGHTS))
 
     def load_model(self, device="cpu") -> tuple[RunConfig, torch.nn.Module, dict]:
-        """(RunConfig, the model with its selected weights in eval mode on `device`, meta)."""
+        """(RunConfig, the model with its selected weights in eval mode on `device`, meta).
+
+        The weights' names and shapes are compared with the model's before it is built for real (on torch's
+        meta device, which allocates nothing), so a tampered size fails here, not in a huge allocation."""
         rc, meta = self.read_config()
-        model = build_model(rc.model, int(meta["n_items"]), rc.model_cfg, max_len=rc.data.max_len)
         wpath = self.file(WEIGHTS)
-        state = self.read_weights()
-        missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
+        shapes = header_shapes(wpath)
+        with torch.device("meta"):
+            skeleton = build_model(rc.model, int(meta["n_items"]), rc.model_cfg, max_len=rc.data.max_len)
+        want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+        missing, unexpected = set(want) - set(shapes), set(shapes) - set(want)
         if missing or unexpected:
             raise EchorecError(f"{wpath}: weights do not fit {rc.model} (missing {sorted(missing)[:3]}, "
                                f"unexpected {sorted(unexpected)[:3]})")
+        wrong = [k for k in want if want[k] != shapes[k]]
+        if wrong:
+            k = wrong[0]
+            raise EchorecError(f"{wpath}: tensor {k} has shape {list(shapes[k])}, but config.json's model needs "
+                               f"{list(want[k])}")
+        state = self.read_weights()
+        check_finite(state, wpath)
+        model = build_model(rc.model, int(meta["n_items"]), rc.model_cfg, max_len=rc.data.max_len)
         try:
             model.load_state_dict(state)
         except RuntimeError as e:
@@ -114,7 +173,14 @@ class RunFolder:
 
     def read_metrics(self) -> dict | None:
         """metrics.json, or None when the run has not finished."""
-        return read_json(self.file(METRICS)) if self.has(METRICS) else None
+        if not self.has(METRICS):
+            return None
+        m = read_json_object(self.file(METRICS))
+        for split in ("valid", "test"):
+            part = m.get(split, {})
+            if not isinstance(part, dict) or not all(isinstance(v, (int, float)) for v in part.values()):
+                raise EchorecError(f"{self.file(METRICS)}: {split} must map metric names to numbers")
+        return m
 
     def write_history(self, history: list[dict]) -> None:
         buf = io.StringIO()
@@ -130,20 +196,48 @@ class RunFolder:
             return list(csv.DictReader(f))
 
     # -- id maps ---------------------------------------------------------------------------------------
+    # One quoting rule both ways (the csv module's, tab-separated): an id with a tab, quote or newline is
+    # quoted, so every id round-trips. Folders written before ids were quoted read the same wherever their
+    # ids held none of those characters.
     def write_id_maps(self, data) -> None:
         """items.tsv (internal id, raw id, count) and users.tsv from a SeqData."""
         # The count column (interactions per item in the data) backs the popularity fallback when serving.
         counts = np.bincount(data.items, minlength=data.n_items + 1)
-        atomic_write_text(self.file(ITEMS), "internal_id\traw_id\tcount\n" + "".join(
-            f"{i + 1}\t{r}\t{counts[i + 1]}\n" for i, r in enumerate(data.item_raw)))
-        atomic_write_text(self.file(USERS),
-                          "index\traw_id\n" + "".join(f"{i}\t{r}\n" for i, r in enumerate(data.user_raw)))
+        atomic_write_text(self.file(ITEMS), _tsv(["internal_id", "raw_id", "count"],
+                                                 ((i + 1, r, counts[i + 1]) for i, r in enumerate(data.item_raw))))
+        atomic_write_text(self.file(USERS), _tsv(["index", "raw_id"], enumerate(data.user_raw)))
 
     def read_items(self) -> tuple[list[str], np.ndarray]:
         """(raw id of internal id i at [i - 1], interaction count per item)."""
         path = self.file(ITEMS)
         if not os.path.exists(path):
             raise EchorecError(f"{path}: no such file (the run folder has no item map)")
-        with open(path, encoding="utf-8") as f:
-            rows = list(csv.DictReader(f, delimiter="\t"))
-        return [r["raw_id"] for r in rows], np.array([int(r.get("count") or 0) for r in rows], dtype=np.int64)
+        try:
+            with open(path, encoding="utf-8", newline="") as f:
+                reader = csv.reader(f, delimiter="\t")
+                header = next(reader, None)
+                if header is None or header[:2] != ["internal_id", "raw_id"]:
+                    raise EchorecError(f"{path}:1: expected the header internal_id, raw_id, count")
+                raw, counts = [], []
+                for row in reader:
+                    lineno = reader.line_num
+                    if len(row) != len(header) or row[0] != str(len(raw) + 1):
+                        raise EchorecError(f"{path}:{lineno}: expected {len(header)} fields starting with internal "
+                                           f"id {len(raw) + 1}")
+                    raw.append(row[1])
+                    counts.append(int(row[2]) if len(row) > 2 and row[2].isdigit() else 0)
+        except UnicodeDecodeError as e:
+            raise EchorecError(f"{path}: not UTF-8 text (byte {e.start + 1})") from None
+        except csv.Error as e:
+            raise EchorecError(f"{path}: {e}") from None
+        if not raw:
+            raise EchorecError(f"{path}: no items")
+        return raw, np.array(counts, dtype=np.int64)
+
+
+def _tsv(header: list[str], rows) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()

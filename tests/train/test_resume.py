@@ -18,6 +18,8 @@ from echorec.train import checkpoint as ck
 
 ARGS = ["--model", "sasrec", "--hidden", "16", "--inner", "32", "--max-len", "10", "--batch-size", "8",
         "--epochs", "3", "--threads", "2", "--progress", "false", "--checkpoint-every", "5", "--patience", "0"]
+# Checkpoints by time alone (every 30 ms here; 10 minutes by default), so the kill can land in the first epoch.
+BY_TIME = [a for a in ARGS if a not in ("--checkpoint-every", "5")] + ["--checkpoint-minutes", "0.0005"]
 
 
 def run(args, env=None):
@@ -35,18 +37,19 @@ def loop_position(path):
         return None
 
 
-def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(tmp_path, data):
+@pytest.mark.parametrize("args,kill_epoch", [(ARGS, 2), (BY_TIME, 1)], ids=["every-5-steps", "by-time-first-epoch"])
+def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(tmp_path, data, args, kill_epoch):
     env = {**os.environ, "ECHOREC_CACHE": str(tmp_path / "cache")}
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    p = run(["--dataset", data, "--out", a, *ARGS], env)
+    p = run(["--dataset", data, "--out", a, *args], env)
     assert p.wait(timeout=300) == 0, p.stderr.read()
-    p = run(["--dataset", data, "--out", b, *ARGS], env)
+    p = run(["--dataset", data, "--out", b, *args], env)
     ckpt = os.path.join(b, "checkpoint.safetensors")
     killed_at = None
     deadline = time.time() + 300
     while time.time() < deadline and p.poll() is None:
         pos = loop_position(ckpt) if os.path.exists(ckpt) else None
-        if pos and pos["epoch"] == 2 and pos["step"] > 0:
+        if pos and pos["epoch"] == kill_epoch and pos["step"] > 0:
             p.send_signal(signal.SIGKILL)
             killed_at = pos
             break

@@ -50,6 +50,16 @@ class SeqData:
     def sequence(self, u: int) -> np.ndarray:
         return self.items[self.offsets[u] : self.offsets[u + 1]]
 
+    def digest(self) -> str:
+        """A hash of the processed data (sequences, raw ids, times): a run folder records it, so evaluating or
+        resuming on a changed file is noticed."""
+        h = hashlib.blake2b(digest_size=16)
+        for a in (self.items, self.offsets, self.item_raw, self.user_raw, self.times):
+            if a is not None:
+                h.update(np.ascontiguousarray(a).tobytes())
+                h.update(b"|")
+        return h.hexdigest()
+
 
 def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Non-negative integer ids -> (codes 0.. in order of first appearance, the id of each code).

@@ -137,18 +137,21 @@ def evaluate(model, split: Split, which: str = "test", cfg: EvalConfig | None = 
     return (m, r) if return_ranks else m
 
 
-def evaluate_run(run_dir: str, which: str = "test", device: str | None = None) -> tuple[dict, dict | None]:
-    """Reload a run folder and recompute its `which` metrics on its data: (metrics, metrics.json's or None)."""
+def evaluate_run(run_dir: str, which: str = "test", device: str | None = None,
+                 allow_data_change: bool = False) -> tuple[dict, dict | None]:
+    """Reload a run folder and recompute its `which` metrics on its data: (metrics, metrics.json's or None).
+    Data that changed since training is refused unless `allow_data_change`."""
     from echorec.data.split import load_split
     from echorec.device import resolve_device
     from echorec.errors import EchorecError
-    from echorec.runfolder import RunFolder
+    from echorec.runfolder import RunFolder, check_same_data
 
     folder = RunFolder(run_dir)
     rc, model, meta = folder.load_model()
     dev = resolve_device(device or rc.train.device)
     model.to(dev)
-    _, split = load_split(rc.data)
+    data, split = load_split(rc.data)
+    check_same_data(folder, data, data.digest(), allow_data_change, "evaluate")
     if split.n_items != int(meta["n_items"]):
         raise EchorecError(f"{run_dir}: the data now has {split.n_items} items, the run was trained on {meta['n_items']}")
     m = evaluate(model, split, which, rc.eval, rc.data.max_len, dev)

@@ -55,14 +55,17 @@ def load_checkpoint(path: str) -> dict:
     try:
         loop, groups, config = (json.loads(meta[k]) for k in ("loop", "param_groups", "config"))
     except (KeyError, json.JSONDecodeError):
-        raise EchorecError(f"{path}: not an echorec training checkpoint (metadata missing)") from None
+        raise EchorecError(f"{path}: not an echorec training checkpoint (metadata missing or damaged)") from None
     model = {k[len("model/"):]: v for k, v in state.items() if k.startswith("model/")}
     ema = {k[len("ema/"):]: v for k, v in state.items() if k.startswith("ema/")}
     opt_state: dict = {}
     for k, v in state.items():
         if k.startswith("opt/"):
-            _, idx, name = k.split("/", 2)
-            opt_state.setdefault(int(idx), {})[name] = v
+            try:
+                _, idx, name = k.split("/", 2)
+                opt_state.setdefault(int(idx), {})[name] = v
+            except ValueError:
+                raise EchorecError(f"{path}: tensor {k!r} is not an optimizer state of echorec's") from None
     rng = {k[len("rng/"):]: v for k, v in state.items() if k.startswith("rng/")}
     return {"model": model, "optimizer": {"state": opt_state, "param_groups": groups}, "rng": rng, "loop": loop,
             "config": config, "ema": ema or None}

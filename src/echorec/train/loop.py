@@ -10,6 +10,7 @@ folder (runfolder.py).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import platform
 import sys
@@ -26,9 +27,10 @@ from echorec.errors import EchorecError
 from echorec.eval.evaluate import evaluate
 from echorec.models import build_model
 from echorec.nn.mamba import scan_summary
-from echorec.runfolder import RunFolder
+from echorec.fsio import remove_stale_temps
+from echorec.runfolder import RunFolder, check_same_data
 from echorec.sysinfo import machine
-from echorec.train.resume import LoopState, check_resume_epochs, restore, save_checkpoint
+from echorec.train.resume import LoopState, check_checkpoint, check_resume_epochs, restore, save_checkpoint
 
 
 def log(msg: str) -> None:
@@ -77,6 +79,7 @@ class Trainer:
     ema_model: torch.nn.Module | None = None  # the weight average (--ema), validated and saved instead
     ema_pairs: Any = None
     best_state: dict | None = None  # the selected weights so far
+    last_checkpoint: float = dataclasses.field(default_factory=time.perf_counter)  # perf_counter of the last save
 
     def say(self, msg: str) -> None:
         if not self.quiet:
@@ -220,7 +223,8 @@ def run_epoch(tr: Trainer, state: LoopState) -> float:
             bar.update(n)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}", smp_s=f"{state.n_seen / (time.perf_counter() - te):,.0f}")
-        if t.checkpoint_every and state.step % t.checkpoint_every == 0:
+        if (t.checkpoint_every and state.step % t.checkpoint_every == 0) or \
+                (t.checkpoint_minutes and time.perf_counter() - tr.last_checkpoint >= 60 * t.checkpoint_minutes):
             _stop_if_not_finite(tr, state, bad_step, bad_loss)
             state.loss_sum, state.epoch_seconds = float(loss_sum), time.perf_counter() - te
             save_checkpoint(tr, state)
@@ -328,8 +332,12 @@ def _progress(enabled: bool, total: int, epoch: int, initial: int):
                 file=sys.stderr)
 
 
-def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = False, overwrite: bool = False) -> dict:
-    """`echorec train`: every check, then the data, then (rank 0 only) the run folder; returns metrics.json."""
+def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = False, overwrite: bool = False,
+                 allow_data_change: bool = False) -> dict:
+    """`echorec train`: every check, then the data, then (rank 0 only) the run folder; returns metrics.json.
+
+    A resume checks that the data is the data the run started on (meta.data_digest), unless
+    `allow_data_change`."""
     # Every rank runs the same checks (so a user error stops them all, not rank 0 alone while the
     # others wait in a collective); only rank 0 writes. Everything that can fail on user input
     # happens before the run folder is touched.
@@ -347,6 +355,12 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
     data, split = load_split(rc.data)
     if len(split.train_samples(rc.data.train_mode, rc.data.max_len)[0]) == 0:
         raise EchorecError(f"{data.source}: no training samples (every user has fewer than 4 items)")
+    digest = data.digest()
+    if resume:
+        check_same_data(folder, data, digest, allow_data_change, "--resume")
+        check_checkpoint(rc, split.n_items, out)
+    if rank == 0 and os.path.isdir(out):
+        remove_stale_temps(out)
     if world > 1:
         import torch.distributed as dist
 
@@ -361,6 +375,7 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
         for f in existing:  # --overwrite: no stale file of the old run may outlive the new one
             os.unlink(folder.file(f))
         meta = {"n_items": split.n_items, "n_users": data.n_users, "source": os.path.abspath(data.source),
+                "data_digest": digest,
                 "echorec": __import__("echorec").__version__, "torch": torch.__version__,
                 "machine": f"{platform.node()} {machine()}"}
         folder.write_config({**run_config_to_dict(rc), "meta": meta})

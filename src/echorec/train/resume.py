@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -40,11 +41,26 @@ class LoopState:
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> "LoopState":
-        """Missing keys keep their defaults (a checkpoint written before they were added)."""
+        """Missing keys keep their defaults (a checkpoint written before they were added); every value must have
+        its field's type and a sane range."""
         names = {f.name for f in dataclasses.fields(cls)}
         if not isinstance(d, dict) or set(d) - names:
             raise EchorecError(f"{where}: the checkpoint's loop state is not echorec's")
-        return cls(**d)
+        state = cls(**d)
+        for f in dataclasses.fields(cls):
+            v, default = getattr(state, f.name), getattr(cls(), f.name)
+            kinds = (int, float) if isinstance(default, float) else (type(default),)
+            ok = isinstance(v, kinds) and (isinstance(default, bool) or not isinstance(v, bool))
+            if ok and isinstance(v, (int, float)) and not isinstance(v, bool) and f.name != "best":
+                ok = math.isfinite(v) and v >= 0
+            if ok and f.name == "history":
+                ok = all(isinstance(row, dict) for row in v)
+            if not ok:
+                raise EchorecError(f"{where}: the checkpoint's loop state has {f.name} = {v!r}; the file was "
+                                   "tampered with or damaged")
+        if state.epoch < 1:
+            raise EchorecError(f"{where}: the checkpoint's loop state has epoch {state.epoch}")
+        return state
 
     def next_epoch(self, epoch_seconds: float) -> None:
         self.train_seconds += epoch_seconds
@@ -53,7 +69,8 @@ class LoopState:
 
 # Settings a resumed run may change: how long it goes on and how it runs, never what it computes
 # (an interrupted run resumed with the same settings is bit-identical to an uninterrupted one).
-RESUME_MAY_CHANGE = {"train.epochs", "train.patience", "train.threads", "train.progress", "train.checkpoint_every"}
+RESUME_MAY_CHANGE = {"train.epochs", "train.patience", "train.threads", "train.progress", "train.checkpoint_every",
+                     "train.checkpoint_minutes"}
 
 
 def check_resume_config(folder: RunFolder, asked) -> None:
@@ -71,7 +88,8 @@ def check_resume_config(folder: RunFolder, asked) -> None:
 
 
 def check_resume_epochs(folder: RunFolder, epochs: int) -> None:
-    done = (checkpoint_loop(folder.file(CHECKPOINT)) or {}).get("epoch", 1) - 1
+    loop = checkpoint_loop(folder.file(CHECKPOINT))
+    done = 0 if loop is None else LoopState.from_dict(loop, folder.file(CHECKPOINT)).epoch - 1
     if epochs < done:
         raise EchorecError(f"--resume {folder.path}: the run has already trained {done} epochs; --epochs must be at "
                            f"least that (it counts all epochs, not more of them)")
@@ -82,6 +100,53 @@ def save_checkpoint(tr, state) -> None:
     if tr.folder is not None:
         write_checkpoint(tr.folder.file(CHECKPOINT), tr.model, tr.opt, state.to_dict(), run_config_to_dict(tr.rc),
                          ema=tr.ema_model)
+    tr.last_checkpoint = time.perf_counter()
+
+
+def check_checkpoint(rc, n_items: int, out: str) -> None:
+    """Every check `restore` makes, before a resume writes anything: the file, its loop state, and its tensors
+    against a model built on the meta device (no memory)."""
+    from echorec.models import build_model
+
+    path = os.path.join(out, CHECKPOINT)
+    if not os.path.exists(path):
+        raise EchorecError(f"{out}: no {CHECKPOINT} to resume from")
+    c = load_checkpoint(path)
+    with torch.device("meta"):
+        model = build_model(rc.model, n_items, rc.model_cfg, max_len=rc.data.max_len)
+    _check_tensors(model, c, path)
+    LoopState.from_dict(c["loop"], path)
+
+
+def _check_tensors(model, c: dict, path: str) -> None:
+    """Names, shapes and finiteness of a checkpoint's tensors against `model`'s, before any is loaded: the
+    model's, Adam's moments (each the shape of its parameter), the RNG state."""
+    from echorec.runfolder import check_finite
+
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in c["model"].items()}
+    if want != got:
+        bad = sorted(set(want) ^ set(got)) or [k for k in want if want[k] != got[k]]
+        raise EchorecError(f"{path}: the checkpoint's model does not fit this run (first difference: {bad[0]})")
+    check_finite(c["model"], path)
+    if c.get("ema"):
+        if {k: tuple(v.shape) for k, v in c["ema"].items()} != want:
+            raise EchorecError(f"{path}: the checkpoint's weight average does not fit this run's model")
+        check_finite(c["ema"], path)
+    params = list(model.parameters())
+    for idx, st in c["optimizer"]["state"].items():
+        if not 0 <= idx < len(params):
+            raise EchorecError(f"{path}: optimizer state for parameter {idx}, but the model has {len(params)}")
+        for name, v in st.items():
+            if name != "step" and tuple(v.shape) != tuple(params[idx].shape):
+                raise EchorecError(f"{path}: optimizer state {idx}/{name} has shape {list(v.shape)}, its parameter "
+                                   f"{list(params[idx].shape)}")
+    groups = c["optimizer"]["param_groups"]
+    if not (isinstance(groups, list) and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups)):
+        raise EchorecError(f"{path}: the checkpoint's optimizer groups are not torch's")
+    rng, now = c["rng"].get("torch"), torch.get_rng_state()
+    if rng is None or rng.dtype != now.dtype or rng.shape != now.shape:
+        raise EchorecError(f"{path}: the checkpoint's random-number state is missing or damaged")
 
 
 def restore(tr, out: str):
@@ -91,9 +156,13 @@ def restore(tr, out: str):
     if not path or not os.path.exists(path):
         raise EchorecError(f"{out}: no {CHECKPOINT} to resume from")
     c = load_checkpoint(path)
-    tr.model.load_state_dict(c["model"])
-    tr.opt.load_state_dict(c["optimizer"])
-    torch.set_rng_state(c["rng"]["torch"])
+    _check_tensors(tr.model, c, path)
+    try:
+        tr.model.load_state_dict(c["model"])
+        tr.opt.load_state_dict(c["optimizer"])
+        torch.set_rng_state(c["rng"]["torch"])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+        raise EchorecError(f"{path}: the checkpoint does not fit this run ({str(e).splitlines()[0]})") from None
     for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
         if f"cuda{i}" in c["rng"]:
             torch.cuda.set_rng_state(c["rng"][f"cuda{i}"], i)
