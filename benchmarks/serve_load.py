@@ -2,9 +2,12 @@
 
 Starts the server as a subprocess on 127.0.0.1 (a free port), sends --requests POST /recommend
 requests per level, each with a history of 1..50 item ids drawn from the run's own items, and prints
-requests/s and p50/p99 latency per level, and the error count (expected: 0). Only loopback traffic.
+requests/s and p50/p99 latency per level, and the error count (expected: 0). Then the event loop's
+freedom: /health is polled every 10 ms, first idle, then while --heavy clients each send big
+/recommend/batch requests (1,024 histories of 50 items, about 0.5 MB of JSON) back to back; it prints
+/health's p50/p99/max latency for both. Only loopback traffic.
 
-    python benchmarks/serve_load.py --run runs/demo [--requests 1000] [--levels 1,8,32]
+    python benchmarks/serve_load.py --run runs/demo [--requests 1000] [--levels 1,8,32] [--heavy 4]
 
 Without --run it first trains a small SASRec run on ml-100k (all mode, 3 epochs) to serve.
 Writes benchmarks/results/serve_load.md.
@@ -62,11 +65,49 @@ async def level(url: str, items: list[str], n: int, concurrency: int, seed: int)
             "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], "errors": errors}
 
 
+async def health_under_load(url: str, items: list[str], heavy: int, seconds: float, seed: int) -> dict:
+    """/health latency (ms) polled every 10 ms while `heavy` clients send big batch requests back to back."""
+    import httpx
+
+    import json
+
+    rng = random.Random(seed)
+    # Encoded once, the reply left unparsed: the client's own JSON work would share this process's event loop
+    # with the /health poller and be measured as the server's.
+    body = json.dumps({"histories": [rng.choices(items, k=50) for _ in range(1024)], "k": 10}).encode()
+    stop = asyncio.Event()
+    big = {"requests": 0, "errors": 0, "bytes": len(body)}
+
+    async def flood(c):
+        while not stop.is_set():
+            r = await c.post("/recommend/batch", content=body, headers={"content-type": "application/json"})
+            big["requests"] += 1
+            big["errors"] += r.status_code != 200
+
+    lat = []
+    async with httpx.AsyncClient(base_url=url, timeout=120) as c, httpx.AsyncClient(base_url=url, timeout=30) as h:
+        tasks = [asyncio.create_task(flood(c)) for _ in range(heavy)]
+        t_end = time.perf_counter() + seconds
+        while time.perf_counter() < t_end:
+            t = time.perf_counter()
+            r = await h.get("/health")
+            lat.append(1000 * (time.perf_counter() - t))
+            assert r.status_code == 200
+            await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.gather(*tasks)
+    lat.sort()
+    return {"heavy": heavy, "polls": len(lat), "p50_ms": statistics.median(lat),
+            "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))], "max_ms": lat[-1], **big}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default=None)
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--levels", default="1,8,32")
+    ap.add_argument("--heavy", type=int, default=4, help="clients sending big batch requests in the /health test")
+    ap.add_argument("--seconds", type=float, default=20.0, help="length of each /health phase")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     args = ap.parse_args()
     run = args.run
@@ -97,6 +138,7 @@ def main():
         rows = [asyncio.run(level(url, items, args.requests, int(c), seed=i))
                 for i, c in enumerate(args.levels.split(","))]
         passes = httpx.get(url + "/health").json()["forward_passes"]
+        health = [asyncio.run(health_under_load(url, items, h, args.seconds, seed=99)) for h in (0, args.heavy)]
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -108,6 +150,12 @@ def main():
     lines += [f"| {r['concurrency']} | {r['req_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |"
               for r in rows]
     lines += ["", f"{passes} forward passes served {args.requests * len(rows)} requests (micro-batching)."]
+    lines += ["", f"/health polled every 10 ms for {args.seconds:g} s, idle and while big /recommend/batch requests "
+              f"(1,024 histories x 50 items, k=10, {health[1]['bytes']:,} bytes each) arrive back to back:", "",
+              "| big-request clients | polls | p50 ms | p99 ms | max ms | big requests done | errors |",
+              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {h['heavy']} | {h['polls']} | {h['p50_ms']:.1f} | {h['p99_ms']:.1f} | {h['max_ms']:.1f} | "
+              f"{h['requests']} | {h['errors']} |" for h in health]
     text = "\n".join(lines) + "\n"
     print(text)
     os.makedirs(args.out, exist_ok=True)

@@ -196,13 +196,20 @@ def cmd_serve(argv):
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="micro-batching window")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (a GPU when there is one)")
+    p.add_argument("--docs", action="store_true", help="Swagger UI at /docs (its scripts come from a CDN)")
     args = p.parse_args(argv)
+    if not 0 <= args.port < 65536:
+        raise EchorecError(f"--port {args.port}: use 0..65535 (0: any free port)")
     try:
         from echorec.serve.http import serve
     except ImportError as e:
         raise EchorecError(f"serving needs FastAPI and uvicorn: pip install 'echorec[serve]' ({e})") from None
-    print(f"serving {args.run} on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
-    serve(args.run, args.host, args.port, args.max_wait_ms / 1000, args.device)
+
+    def announce(url):
+        print(f"serving {args.run} on {url}" + (f" (docs at {url}/docs)" if args.docs else ""), file=sys.stderr,
+              flush=True)
+
+    serve(args.run, args.host, args.port, args.max_wait_ms / 1000, args.device, docs=args.docs, announce=announce)
 
 
 def cmd_export(argv):

@@ -1,14 +1,20 @@
 """HTTP service over a Recommender (FastAPI): POST /recommend, POST /recommend/batch, GET /health,
-GET /model, OpenAPI docs at /docs.
+GET /model; the OpenAPI schema at /openapi.json (Swagger UI at /docs only with `docs=True`: it loads its
+scripts from a CDN, so it is off by default and the service works offline).
 
 Concurrent requests are micro-batched: the first request waits at most `max_wait` (5 ms) for others,
-then all of them are scored in one forward pass on a worker thread, so the event loop never blocks.
-Bad input (unknown fields, wrong types, k out of range, bodies over `max_body` bytes) gets a 4xx
-with a message; a 5xx means a bug.
+then all of them are scored in one forward pass on a worker thread. Everything that grows with the input
+(strict JSON parsing, validation, scoring, writing the reply) runs on worker threads, so the event loop
+only moves bytes and /health answers while a big request is processed.
+
+Bad input never gets a 5xx: a body over `max_body` bytes (counted as it arrives, chunked uploads too) is
+413; a body that is not strict JSON (NaN, Infinity, numbers that overflow, lone surrogates, nesting past
+a limit) is 400; a body that does not fit the schema is 422 with messages that never echo the input.
 """
 
 
 import asyncio
+import json
 import time
 from typing import Union
 
@@ -17,76 +23,213 @@ from echorec.serve.recommender import Recommender
 
 MAX_HISTORY = 10_000  # items per history accepted in one request
 MAX_BATCH = 1_024  # histories per /recommend/batch request
+MAX_K = 1_000  # items per answer (and never more than the catalogue)
+MAX_RESULTS = 100_000  # histories x k per request: bounds the reply's size and the time to write it
+MAX_DROPPED = 100  # unknown history items listed per answer (n_dropped counts them all)
+MAX_DEPTH = 32  # JSON nesting accepted (the schema needs 3)
 
 
 class MicroBatcher:
-    def __init__(self, rec: Recommender, max_wait: float = 0.005, max_batch: int = 256):
+    """Queues requests (a /recommend/batch request is one entry holding all its histories) and scores
+    whatever has arrived within `max_wait` of the first in one forward pass on a worker thread; the
+    answers, and the JSON reply, are made there too."""
+
+    def __init__(self, rec: Recommender, max_wait: float = 0.005, max_batch: int = 256, finish=None):
         self.rec, self.max_wait, self.max_batch = rec, max_wait, max_batch
+        self.finish = finish or (lambda answers: answers)  # applied to each entry's answers on the worker thread
         self.queue: asyncio.Queue | None = None
         self.task = None
+        self.loop = None
         self.batches = 0  # forward passes run (for tests and /health)
 
     async def start(self):
+        self.loop = asyncio.get_running_loop()
         self.queue = asyncio.Queue()
         self.task = asyncio.create_task(self._run())
 
     async def stop(self):
         if self.task:
             self.task.cancel()
+        self.queue, self.task = None, None
 
-    async def submit(self, history, k, exclude_seen) -> dict:
-        if self.queue is None:
+    async def submit_many(self, requests: list[tuple]):
+        """(history, k, exclude_seen) per request -> finish(their answers)."""
+        # (Re)started on the running loop: a test client may run each request on a loop of its own.
+        if self.queue is None or self.loop is not asyncio.get_running_loop():
             await self.start()
         fut = asyncio.get_running_loop().create_future()
-        await self.queue.put(((history, k, exclude_seen), fut))
+        await self.queue.put((requests, fut))
         return await fut
+
+    async def submit(self, history, k, exclude_seen) -> dict:
+        return (await self.submit_many([(history, k, exclude_seen)]))[0]
+
+    def _score(self, batch) -> list:
+        answers = self.rec.answer_many([r for reqs, _ in batch for r in reqs])
+        out, i = [], 0
+        for reqs, _ in batch:
+            out.append(self.finish(answers[i:i + len(reqs)]))
+            i += len(reqs)
+        return out
 
     async def _run(self):
         loop = asyncio.get_running_loop()
         while True:
             first = await self.queue.get()
-            batch = [first]
+            batch, size = [first], len(first[0])
             deadline = loop.time() + self.max_wait
-            while len(batch) < self.max_batch:
+            while size < self.max_batch:
                 left = deadline - loop.time()
                 if left <= 0:
                     break
                 try:
-                    batch.append(await asyncio.wait_for(self.queue.get(), left))
+                    entry = await asyncio.wait_for(self.queue.get(), left)
                 except asyncio.TimeoutError:
                     break
-            reqs = [r for r, _ in batch]
+                batch.append(entry)
+                size += len(entry[0])
             try:
-                answers = await loop.run_in_executor(None, self.rec.answer_many, reqs)
+                results = await loop.run_in_executor(None, self._score, batch)
                 self.batches += 1
-                for (_, fut), ans in zip(batch, answers):
+                for (_, fut), res in zip(batch, results):
                     if not fut.done():
-                        fut.set_result(ans)
+                        fut.set_result(res)
             except Exception as e:  # deliver the error to every waiting request, keep serving
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(e)
 
 
-def create_app(rec: Recommender, max_wait: float = 0.005, max_body: int = 1 << 20):
-    from fastapi import FastAPI, HTTPException, Request
-    from fastapi.responses import JSONResponse
-    from pydantic import BaseModel, ConfigDict, Field
+class BadBody(ValueError):
+    """A request body that is not strict JSON."""
+
+
+class TooMuch(ValueError):
+    """A valid request over one of the size limits."""
+
+
+def _reject_constant(name: str):
+    raise BadBody(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    x = float(text)
+    if x in (float("inf"), float("-inf")):
+        raise BadBody(f"number {text[:40]} overflows a double")
+    return x
+
+
+def _check_strings(obj, depth: int = 0) -> None:
+    """Lone surrogates (valid JSON escapes, but not text) and nesting past MAX_DEPTH."""
+    if depth > MAX_DEPTH:
+        raise BadBody(f"nested deeper than {MAX_DEPTH} levels")
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadBody("a string holds a lone surrogate (\\ud800-\\udfff), which is not text") from None
+    elif isinstance(obj, list):
+        for x in obj:
+            _check_strings(x, depth + 1)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_strings(k, depth + 1)
+            _check_strings(v, depth + 1)
+
+
+def parse_strict(body: bytes):
+    """The body as JSON, refusing what Python's json module would let through but is not JSON data: NaN,
+    Infinity, numbers that overflow a double, integers past Python's digit limit, lone surrogates."""
+    if not body:
+        raise BadBody("empty body; send a JSON object")
+    try:
+        obj = json.loads(body.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
+    except UnicodeDecodeError as e:
+        raise BadBody(f"body is not UTF-8 (byte {e.start + 1})") from None
+    except json.JSONDecodeError as e:
+        raise BadBody(f"body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise BadBody(f"nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as e:  # BadBody, or an integer past Python's int_max_str_digits
+        raise BadBody(str(e) if isinstance(e, BadBody) else "an integer with too many digits") from None
+    _check_strings(obj)
+    return obj
+
+
+def _errors(exc) -> list[dict]:
+    """Pydantic's errors without the input (which may be huge, or not serialisable) or its context."""
+    return [{"loc": ["body", *e.get("loc", ())], "msg": e.get("msg", "invalid"), "type": e.get("type", "")}
+            for e in exc.errors(include_url=False, include_input=False, include_context=False)]
+
+
+class BodyLimit:
+    """ASGI middleware: reads a request body up to `max_body` bytes as it arrives (Content-Length or chunked)
+    and answers 413 the moment it is exceeded, never holding more than the limit."""
+
+    def __init__(self, app, max_body: int):
+        self.app, self.max_body = app, max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            return await self._too_big(send)
+        chunks, size, more = [], 0, True
+        while more:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return await self._too_big(send)
+            chunks.append(chunk)
+            more = msg.get("more_body", False)
+        body, sent = b"".join(chunks), False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+    async def _too_big(self, send):
+        text = json.dumps({"detail": f"request body over {self.max_body} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(text)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": text})
+
+
+def create_app(rec: Recommender, max_wait: float = 0.005, max_body: int = 1 << 20, docs: bool = False,
+               on_ready=None):
+    """The service; `on_ready()` runs once it accepts connections."""
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
+    from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
     n = rec.n_items
-    Item = Union[str, int]
+    top_k = min(n, MAX_K)
+    Item = Union[StrictStr, StrictInt]  # strict: true or 1.0 is not the id "1"
 
     class RecommendIn(BaseModel):
         model_config = ConfigDict(extra="forbid")
         history: list[Item] = Field(default_factory=list, max_length=MAX_HISTORY,
                                     description="raw item ids, oldest first")
-        k: int = Field(10, ge=1, le=n, description=f"how many items (1..{n})")
+        k: int = Field(10, ge=1, le=top_k, description=f"how many items (1..{top_k})")
         exclude_seen: bool = True
 
     class BatchIn(BaseModel):
         model_config = ConfigDict(extra="forbid")
         histories: list[list[Item]] = Field(..., min_length=1, max_length=MAX_BATCH)
-        k: int = Field(10, ge=1, le=n)
+        k: int = Field(10, ge=1, le=top_k)
         exclude_seen: bool = True
 
     class Scored(BaseModel):
@@ -95,40 +238,89 @@ def create_app(rec: Recommender, max_wait: float = 0.005, max_body: int = 1 << 2
 
     class RecommendOut(BaseModel):
         items: list[Scored]
-        dropped: list[str] = Field(description="history items unknown to the model, ignored")
+        dropped: list[str] = Field(description=f"history items unknown to the model, ignored (the first "
+                                   f"{MAX_DROPPED})")
+        n_dropped: int = Field(description="how many history items were unknown")
         fallback: bool = Field(description="true: no known history, the most popular items were returned")
         used: int = Field(description="history items the model read (at most max_len)")
 
-    batcher = MicroBatcher(rec, max_wait)
-    app = FastAPI(title="echorec", version="1", description=f"Next-item recommendations from a {rec.info['model']} "
-                  f"model trained on {rec.info['dataset']}.")
-    app.state.batcher = batcher
+    def clip(answer: dict) -> dict:
+        dropped = answer["dropped"]
+        return {**answer, "dropped": dropped[:MAX_DROPPED], "n_dropped": len(dropped)}
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > max_body):
-            return JSONResponse({"detail": f"request body over {max_body} bytes"}, status_code=413)
-        return await call_next(request)
+    def finish(answers: list[dict]) -> bytes:
+        # The reply's JSON is written on the worker thread: a 1,024-history reply is megabytes of text.
+        return json.dumps([clip(a) for a in answers]).encode()
+
+    batcher = MicroBatcher(rec, max_wait, finish=finish)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        if on_ready is not None:
+            on_ready()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="echorec", version="1", description=f"Next-item recommendations from a {rec.info['model']} "
+                  f"model trained on {rec.info['dataset']}.", docs_url="/docs" if docs else None, redoc_url=None,
+                  lifespan=lifespan)
+    app.state.batcher = batcher
+    app.add_middleware(BodyLimit, max_body=max_body)
+
+    def error(status: int, detail) -> Response:
+        return JSONResponse({"detail": detail}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc):
+        return error(422, _errors(exc))
 
     @app.exception_handler(EchorecError)
     async def user_error(request, exc):
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        return error(400, str(exc))
 
-    def check_history(h):
-        if len(h) > MAX_HISTORY:
-            raise HTTPException(422, f"a history may hold at most {MAX_HISTORY} items")
+    def body_schema(model) -> dict:
+        return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
-    @app.post("/recommend", response_model=RecommendOut)
-    async def recommend(body: RecommendIn):
-        return await batcher.submit([str(i) for i in body.history], body.k, body.exclude_seen)
+    async def read(request: Request, model, prepare):
+        """The body, parsed strictly, validated and turned into the batcher's requests by `prepare` on a worker
+        thread: (requests, None) or (None, the error reply)."""
+        body = await request.body()
 
-    @app.post("/recommend/batch", response_model=list[RecommendOut])
-    async def recommend_batch(body: BatchIn):
-        for h in body.histories:
-            check_history(h)
-        futs = [batcher.submit([str(i) for i in h], body.k, body.exclude_seen) for h in body.histories]
-        return await asyncio.gather(*futs)
+        def parse():
+            try:
+                return prepare(model.model_validate(parse_strict(body))), None
+            except BadBody as e:
+                return None, error(400, str(e))
+            except ValidationError as e:
+                return None, error(422, _errors(e))
+            except TooMuch as e:
+                return None, error(422, str(e))
+
+        return await asyncio.get_running_loop().run_in_executor(None, parse)
+
+    def reply(text: bytes) -> Response:
+        return Response(text, media_type="application/json")
+
+    @app.post("/recommend", openapi_extra=body_schema(RecommendIn), responses={200: {"model": RecommendOut}})
+    async def recommend(request: Request):
+        reqs, bad = await read(request, RecommendIn, lambda b: [([str(i) for i in b.history], b.k, b.exclude_seen)])
+        if bad is not None:
+            return bad
+        return reply((await batcher.submit_many(reqs))[1:-1])  # the one answer of a one-element list
+
+    def batch_requests(b):
+        if any(len(h) > MAX_HISTORY for h in b.histories):
+            raise TooMuch(f"a history may hold at most {MAX_HISTORY} items")
+        if len(b.histories) * b.k > MAX_RESULTS:
+            raise TooMuch(f"histories x k may be at most {MAX_RESULTS} per request; split the batch")
+        return [([str(i) for i in h], b.k, b.exclude_seen) for h in b.histories]
+
+    @app.post("/recommend/batch", openapi_extra=body_schema(BatchIn), responses={200: {"model": list[RecommendOut]}})
+    async def recommend_batch(request: Request):
+        reqs, bad = await read(request, BatchIn, batch_requests)
+        if bad is not None:
+            return bad
+        return reply(await batcher.submit_many(reqs))
 
     started = time.time()
 
@@ -138,13 +330,43 @@ def create_app(rec: Recommender, max_wait: float = 0.005, max_body: int = 1 << 2
 
     @app.get("/model")
     async def model_info():
-        return rec.info
+        # No filesystem paths: the service may face people who should not learn the server's layout.
+        return {k: v for k, v in rec.info.items() if k != "run"}
 
     return app
 
 
-def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, max_wait: float = 0.005, device="cpu") -> None:
+def listen(host: str, port: int):
+    """A socket bound to host:port, or one line saying why not (before any model is loaded)."""
+    import socket
+
+    if not 0 <= port < 65536:
+        raise EchorecError(f"--port {port}: use 0..65535 (0: any free port)")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise EchorecError(f"--host {host}: {e.strerror}") from None
+    family, _, _, _, addr = infos[0]
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and without it
+    # every reply (headers and body in two writes) waits ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as e:
+        sock.close()
+        raise EchorecError(f"cannot listen on {host}:{port} ({e.strerror})") from None
+    return sock
+
+
+def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, max_wait: float = 0.005, device="cpu",
+          docs: bool = False, announce=None) -> None:
+    """Bind, load the run, then serve; `announce(url)` is called once the server accepts connections."""
     import uvicorn
 
+    sock = listen(host, port)
     rec = Recommender.from_run(run_dir, device)
-    uvicorn.run(create_app(rec, max_wait), host=host, port=port, log_level="warning")
+    url = f"http://{host}:{sock.getsockname()[1]}"
+    app = create_app(rec, max_wait, docs=docs, on_ready=None if announce is None else lambda: announce(url))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[sock])
