@@ -290,3 +290,27 @@ def test_stale_temp_files_are_removed_and_modes_follow_the_umask(trained, tmp_pa
     for f in ("model.safetensors", "checkpoint.safetensors", "metrics.json", "history.csv"):
         assert os.stat(os.path.join(run, f)).st_mode & 0o777 == 0o644, f
     assert load_checkpoint(os.path.join(run, "checkpoint.safetensors"))["loop"]["epoch"] == 4
+
+
+TRAIN_REFUSALS = [
+    ("short-histories", "user_id,item_id,timestamp\n" + "".join(f"u{u},i{t},{t}\n" for u in range(5) for t in range(3)),
+     ["no training samples"]),
+    ("not-utf8", b"user_id,item_id\nu1,\xff\n", ["log.csv:2", "not UTF-8"]),
+    ("nan-time", "user_id,item_id,timestamp\nu1,i1,1\nu1,i2,nan\n", ["log.csv:3", "finite"]),
+]
+
+
+@pytest.mark.parametrize("name,content,words", TRAIN_REFUSALS, ids=[c[0] for c in TRAIN_REFUSALS])
+def test_train_refuses_before_writing_and_a_rerun_is_not_blocked(tmp_path, capsys, monkeypatch, name, content, words):
+    monkeypatch.setenv("ECHOREC_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "log.csv"
+    data.write_bytes(content if isinstance(content, bytes) else content.encode())
+    out = tmp_path / "run"
+    args = ["train", "--model", "sasrec", "--dataset", str(data), "--out", str(out), "--epochs", "1", "--hidden", "16",
+            "--inner", "32", "--max-len", "8", "--progress", "false"]
+    assert main(args) == 2
+    _one_error_line(capsys, words)
+    assert not out.exists()
+    data.write_text("user_id,item_id,timestamp\n" + "".join(f"u{u},i{(u + t) % 9},{t}\n" for u in range(20)
+                                                           for t in range(6)))
+    assert main(args) == 0  # the failed attempt left nothing that blocks the next one
