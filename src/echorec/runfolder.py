@@ -27,7 +27,7 @@ import torch
 
 from echorec.config import RunConfig, run_config_from_dict
 from echorec.errors import EchorecError
-from echorec.fsio import atomic_write_bytes, atomic_write_text, read_json, read_json_object, write_json
+from echorec.fsio import atomic_write_bytes, atomic_write_text, read_json_object, write_json
 from echorec.models import build_model
 
 CONFIG, WEIGHTS, METRICS, HISTORY = "config.json", "model.safetensors", "metrics.json", "history.csv"
