@@ -16,7 +16,7 @@ LAYERS = [
     {"config", "runfolder"},
     {"train", "eval"},
     {"serve", "bench"},
-    {"cli", "__main__", "__init__"},
+    {"cli", "api", "__main__", "__init__"},
 ]
 
 

@@ -67,15 +67,21 @@ def cmd_train(argv):
         base = read_json_object(os.path.join(known.resume, "config.json"))
         base.pop("meta", None)
     elif known.config:
-        base = read_json_object(known.config)
+        from echorec.config import load_config_file
+
+        base = load_config_file(known.config)
+        base.pop("meta", None)  # a run folder's config.json may be fed back
     model = known.model or (base or {}).get("model", "sasrec")
     from echorec.models import get_model_class
 
     model_cls = get_model_class(model)
     p = Parser(prog="echorec train", description="Train a model and write a run folder.")
     p.add_argument("--model", default=model, help="registered model name (see `echorec models`)")
-    p.add_argument("--out", required=not known.resume, help="run folder to write (config, weights, metrics, history)")
-    p.add_argument("--config", default=None, help="JSON file with data/train/eval/model_cfg sections")
+    p.add_argument("--out", default=None, help="run folder to write (config, weights, metrics, history)")
+    p.add_argument("--config", default=None, help="YAML or JSON file with model/data/train/eval/model_cfg sections "
+                   "(a run folder's config.json too); flags override its values")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the full resolved config as YAML (a file --config takes) and exit")
     p.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the run in DIR from its last checkpoint (same config; --epochs and --patience "
                         "may be raised to train on)")
@@ -85,6 +91,14 @@ def cmd_train(argv):
     _add_config_flags(p, model_cls)
     args = vars(p.parse_args(argv))
     rc = build_run_config(args, model, base)
+    if args["print_config"]:
+        from echorec.config import config_yaml
+
+        rc.validate()
+        print(config_yaml(rc), end="")
+        return
+    if not known.resume and not args["out"]:
+        raise EchorecError("echorec train: the following arguments are required: --out")
     from echorec.train.loop import run_training
 
     if known.resume:
@@ -238,6 +252,60 @@ def _protocol(args) -> dict:
     return {k: v for k, v in vars(args).items() if v is not None and "." in k}
 
 
+def _study_settings(args, extra: list[str], models: list[str]) -> tuple[dict, list[str]]:
+    """A study's protocol overrides and model specs from --config FILE, the protocol flags and any model flags
+    (`--layers 2 --dropout 0.4`). Flags win over the file. A model setting joins the spec of every model whose
+    Config has that field (`echomamba4rec+layers=2`), so the results tables name it; one that no model of the
+    study has is an error."""
+    import dataclasses
+
+    from echorec.bench.accuracy import PER_CELL, parse_model_spec
+    from echorec.config import flatten, load_config_file
+    from echorec.models import get_model_class
+
+    proto, model_set = {}, {}
+    if args.config:
+        d = load_config_file(args.config)
+        # A run folder's config.json works too: its per-cell settings (dataset, seed, ...) come from the study.
+        proto = {k: v for k, v in flatten({s: d.get(s) or {} for s in ("data", "train", "eval")}).items()
+                 if k not in PER_CELL}
+        model_set = dict(d.get("model_cfg") or {})
+    proto.update(_protocol(args))
+    i = 0
+    while i < len(extra):
+        flag = extra[i]
+        if not flag.startswith("--"):
+            raise EchorecError(f"unexpected argument {flag!r}")
+        name, eq, value = flag[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(extra):
+                raise EchorecError(f"{flag}: needs a value")
+            value, i = extra[i + 1], i + 1
+        model_set[name.replace("-", "_")] = value
+        i += 1
+    specs = []
+    fields_of = {m: {f.name for f in dataclasses.fields(get_model_class(parse_model_spec(m)[0]).Config)}
+                 for m in models}
+    for key in model_set:
+        if not any(key in f for f in fields_of.values()):
+            raise EchorecError(f"--{key.replace('_', '-')}: not a setting of any model in this study "
+                               f"({', '.join(parse_model_spec(m)[0] for m in models)})")
+    for m in models:
+        _, own = parse_model_spec(m)
+        add = [f"+{k}={_spec_value(v)}" for k, v in model_set.items()
+               if k in fields_of[m] and f"model_cfg.{k}" not in own]
+        specs.append(m + "".join(add))
+    return proto, specs
+
+
+def _spec_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list):
+        return ",".join(str(x) for x in v)
+    return str(v)
+
+
 BENCH_HELP = """usage: echorec bench {accuracy,speed} ...
 
   accuracy   train models x datasets x seeds under one protocol; tables, paired tests, learning curves
@@ -271,10 +339,14 @@ def cmd_bench(argv):
                    help="tuning trials per model and dataset before training (needs optuna; 0: the configs' "
                         "defaults, or settings already in OUT/tuned/)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per run (0: default)")
+    p.add_argument("--config", default=None, help="YAML/JSON file: its data/train/eval sections set the protocol "
+                   "(flags win), its model_cfg section the models' settings")
     _protocol_flags(p)
-    args = p.parse_args(argv[1:])
-    proto = _protocol(args)
+    p.epilog = ("Any model setting may follow as a flag (--layers 2 --dropout 0.4): it applies to every model of "
+                "the study that has it, and shows in the model's column (echomamba4rec+layers=2).")
+    args, extra = p.parse_known_args(argv[1:])
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    proto, models = _study_settings(args, extra, models)
     datasets = [x.strip() for x in args.datasets.split(",") if x.strip()]
     seeds = parse_seeds(args.seeds)
     if args.budget > 0:
@@ -294,13 +366,14 @@ def cmd_tune(argv):
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--out", required=True, help="study folder")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--config", default=None, help="YAML/JSON file: its data/train/eval sections set the protocol "
+                   "(flags win), its model_cfg section the models' fixed settings")
     _protocol_flags(p)
-    args = p.parse_args(argv)
-    proto = _protocol(args)
+    args, extra = p.parse_known_args(argv)
+    proto, models = _study_settings(args, extra, [m for m in args.models.split(",") if m])
     from echorec.bench.tune import tune_study
 
-    tune_study(args.out, [m for m in args.models.split(",") if m], [x for x in args.datasets.split(",") if x],
-               args.trials, proto, threads=args.threads)
+    tune_study(args.out, models, [x for x in args.datasets.split(",") if x], args.trials, proto, threads=args.threads)
 
 
 def cmd_models(argv):

@@ -18,6 +18,7 @@ from echorec.errors import EchorecError
 from echorec.fields import from_dict, setting, to_dict, validate
 
 TRAIN_MODES = ("prefix", "all", "bsarec", "sample")
+LOGGERS = ("none", "tensorboard", "mlflow")
 
 
 @dataclass
@@ -80,6 +81,9 @@ class TrainConfig:
     pad_multiple: int = setting(0, "round batch widths up to a multiple of this (few shapes for GPU kernels and "
                                 "--compile); 0 = auto: 8 on CUDA, exact widths elsewhere", low=0)
     progress: bool = setting(True, "a progress bar per epoch (on a terminal only)")
+    logger: str = setting("none", "also send per-epoch losses, metrics, lr and times, and the config, to tensorboard "
+                          "(RUN/tensorboard) or mlflow ($MLFLOW_TRACKING_URI, else RUN/mlflow.db); train.log is "
+                          "always written", choices=LOGGERS)
     checkpoint_every: int = setting(0, "also checkpoint every N steps (0: at epoch ends and by time only)", low=0)
     checkpoint_minutes: float = setting(10.0, "also checkpoint after this many minutes of training since the last "
                                         "checkpoint, mid-epoch too, so a kill loses at most that much; 0 = off", low=0)
@@ -192,3 +196,42 @@ def with_overrides(d: dict, overrides: dict) -> dict:
 def flatten(d: dict) -> dict:
     """{"train": {"lr": 1e-3}, ...} -> {"train.lr": 1e-3, ...} (sections only)."""
     return {f"{sec}.{k}": v for sec in ("data", "train", "eval", "model_cfg") for k, v in d.get(sec, {}).items()}
+
+
+def load_config_file(path: str) -> dict:
+    """A config file as a dict: YAML (.yaml/.yml) or JSON (anything else, e.g. a run folder's config.json).
+    The sections are config.json's: model, data, train, eval, model_cfg (meta is ignored)."""
+    import os
+
+    from echorec.fsio import read_json_object
+
+    if os.path.splitext(path)[1].lower() not in (".yaml", ".yml"):
+        return read_json_object(path)
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            d = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise EchorecError(f"{path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise EchorecError(f"{path}: not UTF-8 text (byte {e.start + 1})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise EchorecError(f"{path}{line}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+    except OSError as e:
+        raise EchorecError(f"{path}: cannot read ({e.strerror or e})") from None
+    if d is None:
+        d = {}
+    if not isinstance(d, dict):
+        raise EchorecError(f"{path}: expected a mapping of sections (model, data, train, eval, model_cfg), got "
+                           f"{type(d).__name__}")
+    return d
+
+
+def config_yaml(rc: RunConfig) -> str:
+    """The full resolved config as YAML (what `--print-config` prints and `--config` reads back)."""
+    import yaml
+
+    return yaml.safe_dump(run_config_to_dict(rc), sort_keys=False, default_flow_style=False)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
+import shutil
 import platform
 import sys
 import time
@@ -20,7 +22,7 @@ from typing import Any
 
 import torch
 
-from echorec.config import RunConfig, run_config_to_dict
+from echorec.config import RunConfig, flatten, run_config_to_dict
 from echorec.data.split import BatchIterator, SampledPrefixes, Split, load_split
 from echorec.device import resolve_amp, resolve_device
 from echorec.errors import EchorecError
@@ -30,6 +32,7 @@ from echorec.nn.mamba import scan_summary
 from echorec.fsio import remove_stale_temps
 from echorec.runfolder import RunFolder, check_same_data
 from echorec.sysinfo import machine
+from echorec.train.tracking import LOG_FILE, Tracker, check_logger, say
 from echorec.train.resume import LoopState, check_checkpoint, check_resume_epochs, restore, save_checkpoint
 
 
@@ -80,10 +83,10 @@ class Trainer:
     ema_pairs: Any = None
     best_state: dict | None = None  # the selected weights so far
     last_checkpoint: float = dataclasses.field(default_factory=time.perf_counter)  # perf_counter of the last save
+    tracker: Tracker | None = None  # train.log and --logger (rank 0 of a run with a folder)
 
     def say(self, msg: str) -> None:
-        if not self.quiet:
-            log(msg)
+        say(self.tracker, msg, self.quiet)
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -261,6 +264,8 @@ def validate_and_select(tr: Trainer, state: LoopState, epoch_s: float, callback=
     state.history.append(row)
     if tr.folder:
         tr.folder.write_history(state.history)
+    if tr.tracker is not None:
+        tr.tracker.epoch(row)
     if callback is not None:
         callback(epoch, tr.eval_model, row)
     hit_key = (f"sampled{e.sampled}_" if e.sampled else "") + "hit@10"
@@ -289,7 +294,7 @@ def validate_and_select(tr: Trainer, state: LoopState, epoch_s: float, callback=
 # -- the loop ---------------------------------------------------------------------------------------
 
 def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool = False,
-                callback=None, resume: bool = False) -> TrainResult:
+                callback=None, resume: bool = False, tracker: Tracker | None = None) -> TrainResult:
     """Train `rc.model` on `split`; `callback(epoch, model, row)` runs after each epoch's validation.
 
     With `out`, a checkpoint (model, optimizer, RNG, loop position) is written atomically at every
@@ -297,6 +302,7 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
     same weights and metrics as an uninterrupted run (same machine and thread count)."""
     rc.validate()
     tr = setup(rc, split, out, quiet)
+    tr.tracker = tracker
     state, saved_average = LoopState(), None
     if resume:
         state, saved_average = restore(tr, out)
@@ -342,6 +348,7 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
     # others wait in a collective); only rank 0 writes. Everything that can fail on user input
     # happens before the run folder is touched.
     rc.validate()
+    check_logger(rc.train.logger)
     rank, world = distributed()
     folder = RunFolder(out)
     if os.path.exists(out) and not os.path.isdir(out):
@@ -374,19 +381,34 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
     else:
         for f in existing:  # --overwrite: no stale file of the old run may outlive the new one
             os.unlink(folder.file(f))
+        for f in (LOG_FILE, "tensorboard"):
+            if folder.has(f):
+                shutil.rmtree(folder.file(f)) if os.path.isdir(folder.file(f)) else os.unlink(folder.file(f))
         meta = {"n_items": split.n_items, "n_users": data.n_users, "source": os.path.abspath(data.source),
                 "data_digest": digest,
                 "echorec": __import__("echorec").__version__, "torch": torch.__version__,
                 "machine": f"{platform.node()} {machine()}"}
         folder.write_config({**run_config_to_dict(rc), "meta": meta})
         folder.write_id_maps(data)
-    res = train_model(rc, split, out, quiet, resume=resume)
-    folder.write_weights(res.model.state_dict())
-    eval_label = f"sampled ({rc.eval.sampled} negatives)" if rc.eval.sampled else "full ranking"
-    metrics = {"valid": res.valid, "test": res.test, "best_epoch": res.best_epoch,
-               "epochs_run": len(res.history), "train_seconds": round(res.train_seconds, 3),
-               "seconds_per_epoch": round(sum(h["seconds"] for h in res.history) / max(len(res.history), 1), 3),
-               "evaluation": eval_label, "exclude_history": rc.eval.exclude_history}
-    folder.write_metrics(metrics)
+    tracker = Tracker(out, rc.train.logger, run_name=os.path.basename(os.path.abspath(out)),
+                      params=flatten(run_config_to_dict(rc)) | {"model": rc.model})
+    tracker.line(f"{'resume' if resume else 'train'} {rc.model} on {rc.data.dataset} -> {out}")
+    try:
+        res = train_model(rc, split, out, quiet, resume=resume, tracker=tracker)
+        folder.write_weights(res.model.state_dict())
+        eval_label = f"sampled ({rc.eval.sampled} negatives)" if rc.eval.sampled else "full ranking"
+        metrics = {"valid": res.valid, "test": res.test, "best_epoch": res.best_epoch,
+                   "epochs_run": len(res.history), "train_seconds": round(res.train_seconds, 3),
+                   "seconds_per_epoch": round(sum(h["seconds"] for h in res.history) / max(len(res.history), 1), 3),
+                   "evaluation": eval_label, "exclude_history": rc.eval.exclude_history}
+        folder.write_metrics(metrics)
+    except BaseException as e:
+        tracker.line(f"error: {e}" if isinstance(e, EchorecError) else f"stopped: {type(e).__name__} {e}")
+        tracker.close("FAILED" if not isinstance(e, KeyboardInterrupt) else "KILLED")
+        raise
+    tracker.final(metrics)
+    tracker.line(f"done: best epoch {metrics['best_epoch']} | valid {json.dumps(metrics['valid'])} | test "
+                 f"{json.dumps(metrics['test'])}")
+    tracker.close()
     return metrics
 

@@ -70,7 +70,7 @@ class LoopState:
 # Settings a resumed run may change: how long it goes on and how it runs, never what it computes
 # (an interrupted run resumed with the same settings is bit-identical to an uninterrupted one).
 RESUME_MAY_CHANGE = {"train.epochs", "train.patience", "train.threads", "train.progress", "train.checkpoint_every",
-                     "train.checkpoint_minutes"}
+                     "train.checkpoint_minutes", "train.logger"}
 
 
 def check_resume_config(folder: RunFolder, asked) -> None:

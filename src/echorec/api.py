@@ -1,0 +1,146 @@
+"""The Python API: train a model, load a run folder, recommend and evaluate, in a few calls.
+
+    import echorec
+
+    run = echorec.train(model="sasrec", dataset="ml-100k", epochs=3, out="runs/demo")
+    run.metrics["test"]["ndcg@10"]
+    run.recommend(["242", "302"], k=10)           # raw ids in, raw ids out
+    run = echorec.load_run("runs/demo")           # any run folder, from the CLI or from here
+    run.evaluate()                                # recomputed from the weights and the data
+
+Settings are the CLI's: every flag is a keyword (`max_len=50` for `--max-len 50`), a config file
+(`config="run.yaml"`, the same file `echorec train --config` takes) or a `RunConfig`; keywords win
+over the file. Mistakes raise `EchorecError` with the CLI's one-line messages.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from echorec.config import SECTIONS, RunConfig, load_config_file, run_config_from_dict, run_config_to_dict, with_overrides
+from echorec.errors import EchorecError
+from echorec.runfolder import RunFolder
+
+
+def _dotted(model: str, kwargs: dict) -> dict:
+    """Flat keywords (the flags' names with underscores) -> `section.field` keys."""
+    import dataclasses
+
+    from echorec.models import get_model_class
+
+    where = {}
+    for sec, cls in [*SECTIONS, ("model_cfg", get_model_class(model).Config)]:
+        for f in dataclasses.fields(cls):
+            where.setdefault(f.name, f"{sec}.{f.name}")
+    out = {}
+    for k, v in kwargs.items():
+        if k not in where:
+            import difflib
+
+            close = difflib.get_close_matches(k, list(where), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise EchorecError(f"unknown setting {k!r} for {model}{hint}")
+        out[where[k]] = v
+    return out
+
+
+def make_config(config: RunConfig | dict | str | None = None, **settings) -> RunConfig:
+    """A validated RunConfig from a RunConfig, a config dict (config.json's form), a .yaml/.json file, or
+    nothing (the defaults), with `settings` (flat field names, plus `model`) on top."""
+    if isinstance(config, RunConfig):
+        base = run_config_to_dict(config)
+    elif isinstance(config, str):
+        base = load_config_file(config)
+    elif isinstance(config, dict):
+        base = dict(config)
+    elif config is None:
+        base = {}
+    else:
+        raise EchorecError(f"config must be a RunConfig, a dict or a file path, got {type(config).__name__}")
+    base.pop("meta", None)
+    model = settings.pop("model", None) or base.get("model", "sasrec")
+    d = {"model": model, **{k: dict(base.get(k) or {}) for k in ("data", "train", "eval", "model_cfg")}}
+    rc = run_config_from_dict(with_overrides(d, _dotted(model, settings)), where="settings")
+    rc.validate()
+    return rc
+
+
+@dataclass
+class Run:
+    """A run folder: its config, metrics and history, and the trained model behind `recommend`/`evaluate`."""
+
+    path: str
+    config: RunConfig
+    meta: dict = field(repr=False)
+    _rec: Any = field(default=None, repr=False)
+
+    @property
+    def metrics(self) -> dict | None:
+        """metrics.json (valid/test metrics, best epoch, timings), or None while the run is unfinished."""
+        return RunFolder(self.path).read_metrics()
+
+    @property
+    def history(self) -> list[dict]:
+        """One row per epoch (loss, lr, seconds, valid metrics), as in history.csv."""
+        folder = RunFolder(self.path)
+        return folder.read_history() if folder.has("history.csv") else []
+
+    def recommender(self, device: str = "cpu"):
+        """The serving object (echorec.serve.Recommender) over this run, built once."""
+        if self._rec is None:
+            from echorec.serve.recommender import Recommender
+
+            self._rec = Recommender.from_run(self.path, device)
+        return self._rec
+
+    def recommend(self, history: list, k: int = 10, exclude_seen: bool = True) -> dict:
+        """Top-k next items for one history of raw item ids (oldest first): {"items": [{"item", "score"}, ...],
+        "dropped": unknown ids, "fallback": popularity answer?, "used": items read}."""
+        return self.recommender().recommend(history, k, exclude_seen)
+
+    def recommend_batch(self, histories: list[list], k: int = 10, exclude_seen: bool = True) -> list[dict]:
+        return self.recommender().recommend_batch(histories, k, exclude_seen)
+
+    def session(self):
+        """A streaming session: `s.add(item)`, then `s.recommend(k)`."""
+        return self.recommender().session()
+
+    def evaluate(self, split: str = "test", device: str | None = None, allow_data_change: bool = False) -> dict:
+        """Recompute the `split` metrics from the saved weights and the run's data file."""
+        from echorec.eval.evaluate import evaluate_run
+
+        if split not in ("valid", "test"):
+            raise EchorecError(f"split must be 'valid' or 'test', got {split!r}")
+        return evaluate_run(self.path, split, device, allow_data_change)[0]
+
+
+def load_run(path: str | os.PathLike) -> Run:
+    """The run folder at `path` (checked as `echorec evaluate` checks it)."""
+    path = os.fspath(path)
+    rc, meta = RunFolder(path).read_config()
+    return Run(path, rc, meta)
+
+
+def train(config: RunConfig | dict | str | None = None, *, out: str | os.PathLike | None = None,
+          overwrite: bool = False, resume: bool = False, quiet: bool = False, **settings) -> Run:
+    """Train as `echorec train` does and return the Run. `config`: a RunConfig, a dict, a .yaml/.json file or
+    None; `settings`: flat field names (`model`, `dataset`, `epochs`, `hidden`, ...) over it. `out` is the run
+    folder (required); `resume=True` continues the run in it."""
+    from echorec.train.loop import run_training
+
+    if out is None:
+        raise EchorecError("train() needs out=: the run folder to write")
+    out = os.fspath(out)
+    if resume:
+        folder = RunFolder(out)
+        base = folder.read_config_dict()
+        rc = make_config(base if config is None else config, **settings)
+        from echorec.train.resume import check_resume_config
+
+        check_resume_config(folder, rc)
+    else:
+        rc = make_config(config, **settings)
+    run_training(rc, out, quiet=quiet, resume=resume, overwrite=overwrite)
+    return load_run(out)
