@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from echorec.data.readers import detect_format, read_interactions

@@ -16,7 +16,6 @@ import re
 import sys
 import time
 
-from echorec.config import LOGGERS  # noqa: F401  (the choices of --logger)
 from echorec.errors import EchorecError
 
 LOG_FILE = "train.log"
