@@ -1,5 +1,6 @@
-"""Copy the committed result tables into README.md (between markers), so the README shows exactly what
-the benchmark scripts wrote. Run after the benchmarks: python benchmarks/fill_readme.py"""
+"""Copy the committed result tables into the docs' Results page (docs/results.md, between markers), so it
+shows exactly what the benchmark scripts wrote. Run after the benchmarks: python benchmarks/fill_results.py
+(`--check`: exit 1 when the page is out of date; the test suite runs that)."""
 
 import glob
 import os
@@ -7,7 +8,7 @@ import re
 import shutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-README = os.path.join(HERE, "..", "README.md")
+PAGE = os.path.join(HERE, "..", "docs", "results.md")
 SECTIONS = {  # marker -> result files, in order
     "VS_RECBOLE": ["vs_recbole.md", "vs_recbole_seeds.md"],
     "SCAN": ["scan_speed.md"],
@@ -20,7 +21,7 @@ SECTIONS = {  # marker -> result files, in order
     "SPEED": ["speed/speed.md"],
 }
 # Studies run into benchmarks/runs/<name> (weights and all, not committed); their tables, plots and
-# protocol are copied into benchmarks/results/<name>/ before the README is filled.
+# protocol are copied into benchmarks/results/<name>/ before the page is filled.
 STUDIES = {"accuracy": ["results.md", "results.csv", "study.json", "curves_*.png"],
            "speed": ["speed.md", "speed.csv", "speed_*.png"]}
 IMAGES = {"accuracy/results.md": "accuracy/curves_*.png", "speed/speed.md": "speed/speed_*.png"}
@@ -32,8 +33,8 @@ def body(files):
         path = os.path.join(HERE, "results", f)
         if os.path.exists(path):
             text = open(path).read().strip()
-            text = re.sub(r"^# .*\n", "", text).strip()  # the section heading is in the README already
-            text = re.sub(r"^### ", "#### ", text, flags=re.M)  # sub-headings sit under the README's ###
+            text = re.sub(r"^# .*\n", "", text).strip()  # the section heading is in the page already
+            text = re.sub(r"^### ", "### ", text, flags=re.M)  # sub-headings sit under the page's ##
             parts.append(text)
     if "scan_speed.md" in files and os.path.exists(os.path.join(HERE, "results", "scan_speed.png")):
         parts.append("![scan speed](benchmarks/results/scan_speed.png)")
@@ -57,9 +58,7 @@ def copy_studies():
                 shutil.copy2(f, dst)
 
 
-def main():
-    copy_studies()
-    text = open(README).read()
+def filled(text: str) -> str:
     for key, files in SECTIONS.items():
         block = f"<!-- {key} -->\n{body(files)}\n<!-- /{key} -->"
         pattern = re.compile(rf"<!-- {key} -->.*?<!-- /{key} -->", re.S)
@@ -67,8 +66,24 @@ def main():
             text = pattern.sub(lambda _: block, text)
         else:
             text = text.replace(f"RESULTS_{key}", block)
-    open(README, "w").write(text)
+    return text
+
+
+def main() -> int:
+    import sys
+
+    if "--check" in sys.argv:
+        text = open(PAGE).read()
+        if filled(text) != text:
+            print("docs/results.md is out of date: run python benchmarks/fill_results.py")
+            return 1
+        return 0
+    copy_studies()
+    text = filled(open(PAGE).read())
+    with open(PAGE, "w") as f:
+        f.write(text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -8,7 +8,7 @@ that is the yardstick for a gap between two models scored on this test set. With
 (a published figure with no per-user data) it also says how many of those paired standard errors
 separate each run from the reference.
 
-    python benchmarks/test_noise.py RUN [RUN ...] [--ref-hr 0.1008 --ref-ndcg 0.0611] [--out FILE.md]
+    python benchmarks/score_noise.py RUN [RUN ...] [--ref-hr 0.1008 --ref-ndcg 0.0611] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def main() -> None:
     loaded = {os.path.basename(os.path.normpath(r)): per_user(r, k) for r in a.runs}
     digests = {name: d for name, (d, _) in loaded.items()}
     if len(set(digests.values())) > 1:
-        sys.exit("test_noise.py: the runs were trained on different data (digest of the preprocessed sequences: "
+        sys.exit("score_noise.py: the runs were trained on different data (digest of the preprocessed sequences: "
                  + ", ".join(f"{name} {d}" for name, d in digests.items()) + ")")
     vals = {name: v for name, (_, v) in loaded.items()}
     n = len(next(iter(vals.values()))["hr"])
