@@ -84,3 +84,27 @@ def test_docs_site_builds_strict(tmp_path):
     assert "load_run" in api and "SequentialRecommender" in api  # mkdocstrings rendered the docstrings
     for page in ("install", "data", "models", "training", "studies", "results", "serving", "scaling", "cli"):
         assert os.path.exists(tmp_path / "site" / page / "index.html"), page
+
+
+HELP_COMMANDS = [["train", "--help"], ["train", "--help", "--model", "echomamba4rec"], ["evaluate", "--help"],
+                 ["data", "info", "--help"], ["recommend", "--help"], ["serve", "--help"], ["export", "--help"],
+                 ["bench", "accuracy", "--help"], ["bench", "speed", "--help"], ["tune", "--help"]]
+
+
+@pytest.mark.parametrize("argv", HELP_COMMANDS, ids=[" ".join(a[:2]) for a in HELP_COMMANDS])
+def test_every_flag_has_help(argv, monkeypatch, capsys):
+    import argparse
+
+    missing, real = [], argparse.ArgumentParser.parse_known_args
+
+    def spy(self, *a, **k):
+        if self.add_help:  # the help-less pre-parsers that find --model/--config first are never shown
+            missing.extend(f"{self.prog} {act.option_strings or act.dest}" for act in self._actions
+                           if not act.help and not isinstance(act, argparse._HelpAction))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", spy)
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert not missing, missing
+    assert "default:" in capsys.readouterr().out

@@ -126,8 +126,8 @@ def cmd_train(argv):
 
 def cmd_evaluate(argv):
     p = Parser(prog="echorec evaluate", description="Reload a run folder and evaluate it.")
-    p.add_argument("--run", required=True)
-    p.add_argument("--split", choices=["valid", "test"], default="test")
+    p.add_argument("--run", required=True, help="the run folder (written by echorec train)")
+    p.add_argument("--split", choices=["valid", "test"], default="test", help="which held-out targets to score; default: test")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: the run's training device "
                    "setting)")
@@ -149,9 +149,9 @@ def cmd_evaluate(argv):
 
 def cmd_data(argv):
     p = Parser(prog="echorec data", description="Inspect datasets.")
-    sub = p.add_subparsers(dest="what", required=True)
+    sub = p.add_subparsers(dest="what", required=True, help="info: counts and lengths of a dataset | list: the named datasets")
     info = sub.add_parser("info", help="users, items, interactions, length statistics")
-    info.add_argument("dataset")
+    info.add_argument("dataset", help="a named dataset (echorec data list) or a path to a log file")
     add_flags(info, DataConfig, "data", skip=("dataset", "max_len", "train_mode", "split", "valid_from", "test_from"))
     sub.add_parser("list", help="named datasets")
     args = p.parse_args(argv)
@@ -190,9 +190,9 @@ def cmd_data(argv):
 
 def cmd_recommend(argv):
     p = Parser(prog="echorec recommend", description="Recommend the next items for one history (JSON out).")
-    p.add_argument("--run", required=True)
+    p.add_argument("--run", required=True, help="the run folder (written by echorec train)")
     p.add_argument("--history", default="", help="raw item ids, oldest first, comma-separated")
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-k", type=int, default=10, help="how many items; default: 10")
     p.add_argument("--include-seen", action="store_true", help="allow items already in the history")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (a GPU when there is one)")
     args = p.parse_args(argv)
@@ -205,9 +205,9 @@ def cmd_recommend(argv):
 
 def cmd_serve(argv):
     p = Parser(prog="echorec serve", description="HTTP service: POST /recommend, /recommend/batch; GET /health, /model")
-    p.add_argument("--run", required=True)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--run", required=True, help="the run folder (written by echorec train)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface); default: 127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="TCP port, 0..65535 (0: any free one); default: 8000")
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="micro-batching window")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (a GPU when there is one)")
     p.add_argument("--docs", action="store_true", help="Swagger UI at /docs (its scripts come from a CDN)")
@@ -228,9 +228,9 @@ def cmd_serve(argv):
 
 def cmd_export(argv):
     p = Parser(prog="echorec export", description="TorchScript of encoder + top-k (torch.jit.load to use it).")
-    p.add_argument("--run", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--run", required=True, help="the run folder (written by echorec train)")
+    p.add_argument("--out", required=True, help="the TorchScript file to write")
+    p.add_argument("-k", type=int, default=10, help="items the exported top-k returns; default: 10")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (a GPU when there is one)")
     args = p.parse_args(argv)
     from echorec.serve.export import export_torchscript
@@ -361,11 +361,11 @@ def cmd_bench(argv):
 def cmd_tune(argv):
     p = Parser(prog="echorec tune", description="A fixed-budget Optuna search (valid NDCG@10) per model and "
                 "dataset; the best settings are saved in OUT/tuned/ and reused by `bench accuracy --out OUT`.")
-    p.add_argument("--models", required=True)
-    p.add_argument("--datasets", required=True)
-    p.add_argument("--trials", type=int, default=10)
+    p.add_argument("--models", required=True, help="comma-separated model specs (as in bench accuracy)")
+    p.add_argument("--datasets", required=True, help="comma-separated named datasets or paths")
+    p.add_argument("--trials", type=int, default=10, help="trials per model and dataset; default: 10")
     p.add_argument("--out", required=True, help="study folder")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads per run (0: default)")
     p.add_argument("--config", default=None, help="YAML/JSON file: its data/train/eval sections set the protocol "
                    "(flags win), its model_cfg section the models' fixed settings")
     _protocol_flags(p)

@@ -317,6 +317,26 @@ def protocol_text(p: dict) -> str:
             + (f" Other settings: {', '.join(rest)}." if rest else ""))
 
 
+def rerun_command(study: str, rows: list[dict]) -> str:
+    """The `echorec bench accuracy` command that makes (or extends) this study: its models and seeds, its
+    datasets (as labelled; give their paths), and every protocol setting that differs from the defaults."""
+    proto, default = saved_protocol(study), protocol()
+    flags = " ".join(f"--{k.split('.', 1)[1].replace('_', '-')} {_flag_value(v)}" for k, v in proto.items()
+                     if default.get(k) != v)
+    seeds = ",".join(str(s) for s in sorted({int(r["seed"]) for r in rows}))
+    return (f"`echorec bench accuracy --models {','.join(dict.fromkeys(r['model'] for r in rows))} --datasets "
+            f"{','.join(dict.fromkeys(r['dataset'] for r in rows))} --seeds {seeds} {flags} --out {study}`"
+            .replace("  ", " "))
+
+
+def _flag_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list):
+        return ",".join(map(str, v))
+    return str(v)
+
+
 def write_results(study: str, rows: list[dict], order: list[str] | None = None) -> None:
     if not rows:
         return
@@ -327,7 +347,7 @@ def write_results(study: str, rows: list[dict], order: list[str] | None = None) 
     atomic_write_text(os.path.join(study, "results.csv"), buf.getvalue())
     info = read_json(os.path.join(study, "study.json"))
     head = [f"# Accuracy study: {', '.join(dict.fromkeys(r['dataset'] for r in rows))}", "",
-            protocol_text(saved_protocol(study)), "",
+            protocol_text(saved_protocol(study)), "", "Command: " + rerun_command(study, rows), "",
             f"Started {info['created']} at commit {info['commit']} on {info['machine']}; tables written "
             f"{time.strftime('%Y-%m-%d %H:%M')} at commit {sysinfo.git_commit()}.", "", ""]
     atomic_write_text(os.path.join(study, "results.md"), "\n".join(head) + aggregate(rows, order) + "\n")

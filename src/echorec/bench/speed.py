@@ -203,11 +203,11 @@ def main(argv=None):
     from echorec.fields import Parser  # one-line errors, status 2, like every other command
 
     p = Parser(prog="echorec bench speed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", default=",".join(model_names()))
-    p.add_argument("--lengths", default="50,100,200,400,800")
-    p.add_argument("--out", required=True)
+    p.add_argument("--models", default=",".join(model_names()), help="comma-separated models; default: all")
+    p.add_argument("--lengths", default="50,100,200,400,800", help="sequence lengths; default: 50,100,200,400,800")
+    p.add_argument("--out", required=True, help="folder for speed.csv, speed.md and the plots")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per cell (the median is reported); default: 5")
     p.add_argument("--batch-size", type=int, default=64, help="training batch")
     p.add_argument("--n-items", type=int, default=3000, help="synthetic catalogue size")
     p.add_argument("--amp", default="auto", help="auto | off | bf16 (as in training)")
