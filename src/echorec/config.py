@@ -90,6 +90,10 @@ class TrainConfig:
     loss: str = setting("full", "full: CE over all items | sampled: CE over the target and --negatives items",
                         choices=("full", "sampled"))
     negatives: int = setting(1000, "sampled-softmax negatives per step (uniform, shared by the batch)", low=1)
+    sparse_items: bool = setting(False, "with --loss sampled: row-sparse gradients for the item table and a lazy Adam "
+                                 "that updates only the rows a step touches, so a step's cost does not grow with the "
+                                 "catalogue (untouched rows' Adam moments do not decay: results differ from dense "
+                                 "Adam)")
     label_smoothing: float = setting(0.0, "full CE only: the target keeps 1 - s of its mass, s is spread over all "
                                      "items", low=0, high=1, high_open=True)
     compile: bool = setting(False, "torch.compile the model (pays off on GPUs; the first steps are slow)")
@@ -100,6 +104,13 @@ class TrainConfig:
         if self.label_smoothing and self.loss == "sampled":
             # Smoothing over a sampled set would spread mass onto a few random items, not the catalog: another loss.
             raise EchorecError("--label-smoothing applies to the full-softmax loss; use it with --loss full")
+        if self.sparse_items:
+            # The full softmax touches every row anyway; decay and the weight average would too, every step.
+            for bad, why in ((self.loss != "sampled", "--loss sampled"), (self.weight_decay > 0, "--weight-decay 0"),
+                             (self.ema > 0, "--ema 0")):
+                if bad:
+                    raise EchorecError(f"--sparse-items true needs {why} (anything else touches every item row on "
+                                       "every step)")
 
 
 @dataclass

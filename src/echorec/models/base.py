@@ -85,9 +85,11 @@ class SequentialRecommender(nn.Module):
             h, target = h[real], batch.targets[real]  # (N, D), (N,)
         else:
             h, target = self.encode_last(batch.seq), batch.target
-        emb = self.item_emb.weight
-        pos = (h * emb[target]).sum(-1, keepdim=True)  # (N, 1)
-        neg = h @ emb[batch.negatives].t()  # (N, K)
+        # F.embedding (not emb[idx]) so that the table's gradient is row-sparse when item_emb.sparse is set
+        # (--sparse-items); with it unset the two are the same computation.
+        emb, sparse = self.item_emb.weight, self.item_emb.sparse
+        pos = (h * F.embedding(target, emb, sparse=sparse)).sum(-1, keepdim=True)  # (N, 1)
+        neg = h @ F.embedding(batch.negatives, emb, sparse=sparse).t()  # (N, K)
         neg = neg.masked_fill(batch.negatives[None, :] == target[:, None], float("-inf"))
         logits = torch.cat([pos, neg], dim=1).float()
         return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))

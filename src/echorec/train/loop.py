@@ -32,6 +32,7 @@ from echorec.nn.mamba import scan_summary
 from echorec.fsio import remove_stale_temps
 from echorec.runfolder import RunFolder, check_same_data
 from echorec.sysinfo import machine
+from echorec.train.optim import RowSparseAdam, clip_grad_norm
 from echorec.train.tracking import LOG_FILE, Tracker, check_logger, say
 from echorec.train.resume import LoopState, check_checkpoint, check_resume_epochs, restore, save_checkpoint
 
@@ -146,8 +147,12 @@ def setup(rc: RunConfig, split: Split, out: str | None, quiet: bool) -> Trainer:
     model = build_model(rc.model, split.n_items, rc.model_cfg, max_len=d.max_len).to(device)
     # Fused Adam on CUDA (a few kernels per step instead of several per parameter); the CPU keeps torch's
     # default, whose results earlier runs were measured with.
-    opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
-                           **({"fused": True} if device.type == "cuda" else {}))
+    if t.sparse_items:
+        model.item_emb.sparse = True  # row-sparse gradients for the item table (lookups and sampled scores)
+        opt = RowSparseAdam(model.parameters(), lr=t.lr)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
+                               **({"fused": True} if device.type == "cuda" else {}))
     start, end = split.train_samples(d.train_mode, d.max_len)
     if len(start) == 0:
         raise EchorecError(f"{split.data.source}: no training samples (every user has fewer than 4 items)")
@@ -213,7 +218,10 @@ def run_epoch(tr: Trainer, state: LoopState) -> float:
         tr.opt.zero_grad(set_to_none=True)
         loss.backward()
         if t.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(tr.model.parameters(), t.clip_grad)
+            if t.sparse_items:
+                clip_grad_norm(list(tr.model.parameters()), t.clip_grad)
+            else:
+                torch.nn.utils.clip_grad_norm_(tr.model.parameters(), t.clip_grad)
         tr.opt.step()
         if tr.ema_model is not None:
             ema_update(tr.ema_model, tr.model, t.ema, state.ema_updates, tr.ema_pairs, t.ema_warmup)
