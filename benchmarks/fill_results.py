@@ -15,6 +15,7 @@ SECTIONS = {  # marker -> result files, in order
     "MAIN": ["main.md"],
     "ABLATION": ["ablation.md"],
     "SERVE": ["serve_load.md"],
+    "SCALE": ["scale_logs.md", "read_scale.md"],
     "ZOO": ["vs_recbole_zoo.md"],
     "LASTFM": ["lastfm_vs_bsarec_log.md"],
     "ACCURACY": ["accuracy/results.md"],
@@ -24,7 +25,8 @@ SECTIONS = {  # marker -> result files, in order
 # protocol are copied into benchmarks/results/<name>/ before the page is filled.
 STUDIES = {"accuracy": ["results.md", "results.csv", "study.json", "curves_*.png"],
            "speed": ["speed.md", "speed.csv", "speed_*.png"]}
-IMAGES = {"accuracy/results.md": "accuracy/curves_*.png", "speed/speed.md": "speed/speed_*.png"}
+IMAGES = {"accuracy/results.md": "accuracy/curves_*.png", "speed/speed.md": "speed/speed_*.png",
+          "scale_logs.md": "scale_logs.png"}
 
 
 def body(files):
