@@ -24,7 +24,6 @@ interrupted one continues from its checkpoint, so the study can be stopped and s
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import os
 import signal
@@ -42,7 +41,13 @@ def label(ds: str) -> str:
 
 
 def cell_dir(out: str, ds: str, mode: str, seed: int) -> str:
+    """The cell's run folder (checkpoints, weights; not kept in git)."""
     return os.path.join(out, "runs", label(ds), mode, f"seed{seed}")
+
+
+def cell_record(out: str, ds: str, mode: str, seed: int) -> str:
+    """A finished cell's record: its curve and every user's test rank (small; kept with the results)."""
+    return os.path.join(out, "cells", f"{label(ds)}_{mode}_seed{seed}.json")
 
 
 def settings(ds: str, mode: str, seed: int, threads: int, extra: dict) -> dict:
@@ -59,19 +64,16 @@ def settings(ds: str, mode: str, seed: int, threads: int, extra: dict) -> dict:
 def run_cell(out: str, ds: str, mode: str, seed: int, threads: int, model: str, extra: dict) -> None:
     import dataclasses
 
-    import numpy as np
-
     from echorec.api import make_config
     from echorec.bench.accuracy import machine
     from echorec.data.split import load_split
     from echorec.eval.evaluate import evaluate
-    from echorec.eval.metrics import per_user_metrics
-    from echorec.fsio import atomic_write_bytes, read_json, write_json
+    from echorec.fsio import read_json, write_json
     from echorec.runfolder import CHECKPOINT, RunFolder
     from echorec.train.loop import train_model
 
     folder = cell_dir(out, ds, mode, seed)
-    if os.path.exists(os.path.join(folder, "cell.json")):
+    if os.path.exists(cell_record(out, ds, mode, seed)):
         return
     rc = make_config(model=model, **settings(ds, mode, seed, threads, extra))
     _, split = load_split(rc.data)
@@ -97,20 +99,17 @@ def run_cell(out: str, ds: str, mode: str, seed: int, threads: int, model: str, 
 
     res = train_model(rc, split, folder, quiet=True, callback=after_epoch, resume=resume)
     _, ranks = evaluate(res.model, split, "test", test_cfg, rc.data.max_len, "cpu", return_ranks=True)
-    per_user = per_user_metrics(ranks, (10,))[KEY].numpy()
-    buf = io.BytesIO()
-    np.save(buf, per_user)
-    atomic_write_bytes(os.path.join(folder, "per_user_ndcg10.npy"), buf.getvalue())
     rows = [{"epoch": h["epoch"], "wall_s": h["seconds"] + h["eval_seconds"]} for h in res.history]
     elapsed = 0.0
     for r in rows:
         elapsed += r["wall_s"]
         r["elapsed_s"] = elapsed
         r.update(curve[str(r["epoch"])])
-    write_json(os.path.join(folder, "cell.json"), {
+    os.makedirs(os.path.dirname(cell_record(out, ds, mode, seed)), exist_ok=True)
+    write_json(cell_record(out, ds, mode, seed), {
         "dataset": label(ds), "mode": mode, "seed": seed, "model": model, "best_epoch": res.best_epoch,
         "epochs": len(res.history), "wall_s": elapsed, "test_ndcg10": res.test[KEY], "curve": rows, "threads": threads,
-        "machines": machines,
+        "machines": machines, "test_ranks": ranks.tolist(),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
 
 
@@ -123,16 +122,19 @@ def time_to(curve: list[dict], level: float) -> float | None:
 
 def report(out: str) -> str:
     import numpy as np
+    import torch
 
     from echorec.bench.stats import mean, std
     from echorec.fsio import read_json
 
+    from echorec.eval.metrics import per_user_metrics
+
     cells = {}
-    for root, _, files in os.walk(os.path.join(out, "runs")):
-        if "cell.json" in files:
-            c = read_json(os.path.join(root, "cell.json"))
-            c["per_user"] = np.load(os.path.join(root, "per_user_ndcg10.npy"))
-            cells.setdefault(c["dataset"], {}).setdefault(c["mode"], {})[c["seed"]] = c
+    where = os.path.join(out, "cells")
+    for name in sorted(os.listdir(where)) if os.path.isdir(where) else []:
+        c = read_json(os.path.join(where, name))
+        c["per_user"] = per_user_metrics(torch.tensor(c["test_ranks"]), (10,))[KEY].numpy()
+        cells.setdefault(c["dataset"], {}).setdefault(c["mode"], {})[c["seed"]] = c
     study = read_json(os.path.join(out, "study.json"))
     lines = ["# Time to quality: sampled prefixes vs every prefix", "",
              f"Made by `{study['command']}` (started {study['started']} at commit {study['commit']} on "
@@ -240,7 +242,7 @@ def drive(a, extra: dict) -> None:
     # Dataset by dataset; within one, the long prefix cells first, so the short sample cells fill in beside them
     # and no cell runs alone for long.
     todo = [(ds, m, s) for ds in datasets for m in a.modes.split(",") for s in seeds
-            if not os.path.exists(os.path.join(cell_dir(a.out, ds, m, s), "cell.json"))]
+            if not os.path.exists(cell_record(a.out, ds, m, s))]
     todo.sort(key=lambda c: (datasets.index(c[0]), c[1] != "prefix"))
     running: list[tuple[subprocess.Popen, tuple]] = []
     # A stopped driver stops its cells too (each resumes from its checkpoint on the next start).
