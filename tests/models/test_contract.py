@@ -8,12 +8,17 @@ from echorec.data.split import Batch
 from echorec.models import build_model, model_names
 
 N_ITEMS, L = 30, 12
+# Every model, and the variants that change how a model reads out its user representation.
+SPECS = model_names() + ["echomamba4rec+readout=both", "echomamba4rec+readout=mean",
+                         "echomamba4rec+readout=both+layers=2+reverse=padded"]
 
 
-def make(name, **over):
+def make(spec):
+    name, *over = spec.split("+")
     torch.manual_seed(0)
-    m = build_model(name, N_ITEMS, None, max_len=L)
-    return m
+    cfg = dict(o.split("=") for o in over)
+    cfg = {k: int(v) if v.isdigit() else v for k, v in cfg.items()}
+    return build_model(name, N_ITEMS, cfg or None, max_len=L)
 
 
 def seqs(B=4, L=L, pad=(0, 3, 7, 11)):
@@ -24,7 +29,7 @@ def seqs(B=4, L=L, pad=(0, 3, 7, 11)):
     return s
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", SPECS)
 def test_shapes_and_finite_loss(name):
     m = make(name)
     s = seqs()
@@ -36,7 +41,7 @@ def test_shapes_and_finite_loss(name):
     assert loss.ndim == 0 and torch.isfinite(loss)
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", SPECS)
 def test_gradient_reaches_every_parameter(name):
     m = make(name)
     s = torch.randint(1, N_ITEMS + 1, (8, L))
@@ -48,7 +53,7 @@ def test_gradient_reaches_every_parameter(name):
         assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches {pname}"
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", SPECS)
 def test_empty_histories_train_and_score(name):
     """--train-mode bsarec has "no history" samples: all-padding rows, alone (width 1) or among others.
     They must give finite losses and gradients, one learned score vector whatever their width, and not
@@ -71,7 +76,7 @@ def test_empty_histories_train_and_score(name):
         torch.testing.assert_close(m.predict(s)[[0, 2, 3]], real[[0, 2, 3]], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", SPECS)
 def test_scores_do_not_depend_on_batch_mates(name):
     m = make(name).eval()
     s = seqs()
@@ -112,14 +117,14 @@ def test_all_mode_loss_matches_per_position_ce(name):
     torch.testing.assert_close(loss, ref)
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", SPECS)
 def test_same_seed_same_weights(name):
     a, b = make(name), make(name)
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", SPECS)
 def test_streaming_step_equals_full_sequence_scores(name):
     """init_state/step, one event at a time, score as `predict` over the whole history does (histories up to
     max_len; batch rows stream side by side)."""

@@ -114,3 +114,64 @@ def test_encode_last_equals_encode_at_last_position(kw):
     seq[3, :11] = 0
     with torch.no_grad():
         torch.testing.assert_close(m.encode_last(seq), m.encode(seq)[:, -1], atol=1e-5, rtol=1e-5)
+
+
+def _branches(bim, x, mask):
+    """Both directions of a BiMamba at every position, each after its residual and LayerNorm: (f, b)."""
+    f = bim.ln_f(bim.fwd(x, mask) + x)
+    return f, bim.forward(x, mask) - f  # combine="sum": forward() is f + b
+
+
+@pytest.mark.parametrize("reverse", ["real", "padded"])
+def test_both_readout_reads_backward_branch_at_first_real_position(reverse):
+    """`both` = projection of (forward branch at the last position, backward branch at the first real one); at
+    initialisation the projection is the sum, so it equals f[last] + b[first real] of the full-sequence pass."""
+    # Mamba's own init: under the authors' N(0, 0.02) the recurrence forgets within a few steps, too fast for
+    # the far-away change below to show at float32 resolution.
+    m = model(readout="both", reverse=reverse, init="mamba")
+    bim = m.blocks[-1].bimamba
+    torch.manual_seed(3)
+    x = torch.randn(3, 12, 16)
+    mask = torch.ones(3, 12, dtype=torch.bool)
+    mask[1, :5], mask[2, :11] = False, False  # 12, 7 and 1 real tokens
+    with torch.no_grad():
+        f, b = _branches(bim, x, mask)
+        first = (~mask).sum(1)  # column of the first real token
+        want = f[:, -1] + b[torch.arange(3), first]
+        torch.testing.assert_close(bim.forward_both(x, mask), want, atol=1e-5, rtol=1e-5)
+        # The backward branch there has read the whole history through its recurrence: a change in the middle
+        # moves it, while at the last position (where the `last` readout reads it) it has read the newest
+        # item only.
+        x2 = x.clone()
+        x2[0, 6] += 1.0
+        f2, b2 = _branches(bim, x2, mask)
+        assert (b2[0, 0] - b[0, 0]).abs().max() > 1e-5
+        torch.testing.assert_close(b2[0, -1], b[0, -1])
+
+
+def test_mean_readout_is_the_average_over_real_positions():
+    m = model(readout="mean", layers=2)
+    seq = torch.tensor([[0, 0, 0, 4, 9, 2], [7, 1, 3, 3, 8, 5]])
+    with torch.no_grad():
+        h = m.encode(seq)
+        want = torch.stack([h[0, 3:].mean(0), h[1].mean(0)])
+        torch.testing.assert_close(m.encode_last(seq), want, atol=1e-6, rtol=1e-6)
+
+
+def test_readouts_differ_and_last_is_the_default():
+    assert EchoMamba4RecConfig().readout == "last"
+    seq = torch.randint(1, N + 1, (4, 9))
+    with torch.no_grad():
+        out = {r: model(readout=r).encode_last(seq) for r in ("last", "both", "mean")}
+    assert not torch.allclose(out["last"], out["both"]) and not torch.allclose(out["last"], out["mean"])
+    assert {k for k in model(readout="both").state_dict() if "readout" in k} == {
+        "blocks.0.bimamba.readout.weight", "blocks.0.bimamba.readout.bias"}
+    assert not any("readout" in k for k in model(readout="both", layers=2).state_dict() if k.startswith("blocks.0."))
+
+
+def test_both_readout_needs_the_backward_branch():
+    from echorec.errors import EchorecError
+    from echorec.models import build_model
+
+    with pytest.raises(EchorecError, match="--readout both"):
+        build_model("echomamba4rec", N, {"readout": "both", "backward": False}, max_len=12)

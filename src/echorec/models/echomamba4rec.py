@@ -5,7 +5,14 @@ Per layer, on left-padded sequences (pads masked):
   2. f = LN(drop(Mamba_f(x)) + x);  b = unreverse(LN(drop(Mamba_b(reverse(x))) + reverse(x)))
      x = combine(f, b)   (sum by default)
   3. x = GLU(x) with residual and LayerNorm
-The last real position (column -1) scores every item through the tied item embedding.
+The user representation (the readout) scores every item through the tied item embedding:
+  last   the last block's output at the last real position (column -1): the authors' model. There the
+         backward branch has read one token (the pads before it are masked), so in a one-layer model
+         the backward recurrence over the history never reaches the score.
+  both   the forward branch's output at the last position and the backward branch's at the first real
+         position (which has read the whole history, newest to oldest), joined by a learned projection
+         of the two, then the block's GLU.
+  mean   the last block's output averaged over the real positions.
 
 Faithfulness options (the authors' code, for reproducing their numbers):
   reverse="padded"     the authors flip the right-padded batch, so their backward Mamba reads the
@@ -28,6 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from echorec.errors import EchorecError
 from echorec.fields import setting
 from echorec.models.base import INITS, BlockStack, MambaSettings, init_like_authors
 from echorec.nn.dropout import Dropout
@@ -54,6 +62,13 @@ class EchoMamba4RecConfig(MambaSettings):
     init: str = setting("authors", "authors: N(0, 0.02) on every Linear/Embedding | mamba: keep Mamba's own init",
                         choices=INITS)
     backend: str = setting("", "selective-scan backend; empty = automatic", choices=SCAN_BACKENDS)
+    readout: str = setting("last", "user representation: last (the authors': last position) | both (forward "
+                           "branch's last + backward branch's first real position) | mean (over real positions)",
+                           choices=("last", "both", "mean"))
+
+    def check(self) -> None:
+        if self.readout == "both" and not self.backward:
+            raise EchorecError("--readout both reads the backward branch: it needs --backward true")
 
 
 def reverse_index(mask: torch.Tensor) -> torch.Tensor:
@@ -69,7 +84,7 @@ def reverse_index(mask: torch.Tensor) -> torch.Tensor:
 
 
 class BiMamba(nn.Module):
-    def __init__(self, cfg: EchoMamba4RecConfig):
+    def __init__(self, cfg: EchoMamba4RecConfig, reads_out: bool = False):
         super().__init__()
         mk = lambda: Mamba(cfg.hidden, cfg.d_state, cfg.d_conv, cfg.expand, backend=cfg.backend or None)  # noqa: E731
         self.fwd = mk()
@@ -83,6 +98,8 @@ class BiMamba(nn.Module):
                 self.gate = nn.Linear(2 * cfg.hidden, cfg.hidden)
             elif cfg.combine == "concat":
                 self.proj = nn.Linear(2 * cfg.hidden, cfg.hidden)
+            if reads_out and cfg.readout == "both":
+                self.readout = nn.Linear(2 * cfg.hidden, cfg.hidden)
 
     def forward(self, x, mask):
         f = self.ln_f(self.drop(self.fwd(x, mask)) + x)
@@ -108,6 +125,27 @@ class BiMamba(nn.Module):
         b = self.ln_b(self.drop(self.bwd(x[:, -1:])[:, 0]) + last)
         return self._combine(f, b)
 
+    def forward_both(self, x, mask):
+        """(B, D): the forward branch at the last position and the backward branch at the first real
+        position, projected together. In the reversed sequence the first real position is the last
+        column, so the backward branch's output there is its output after reading the whole history."""
+        f = self.ln_f(self.drop(self.fwd(x, mask)[:, -1]) + x[:, -1])
+        idx = reverse_index(mask)[..., None].expand_as(x)  # (B, L, D)
+        xr = x.gather(1, idx)
+        hb = self.bwd(xr, None if self.reverse == "padded" else mask)[:, -1]
+        b = self.ln_b(self.drop(hb) + xr[:, -1])
+        return self.readout(torch.cat([f, b], dim=-1))  # (B, 2D) -> (B, D)
+
+    def init_readout(self) -> None:
+        """Start the readout as the sum f + b (weight [I | I], no bias): at initialisation `both` is the
+        authors' sum of the two directions, read where each has seen the whole history, and training can
+        then weigh or mix them per channel. (A sigmoid gate could only blend the two, never keep both at
+        full scale, and would start at half of each.)"""
+        d = self.readout.out_features
+        with torch.no_grad():
+            self.readout.weight.copy_(torch.cat([torch.eye(d), torch.eye(d)], dim=1))
+            self.readout.bias.zero_()
+
     def _combine(self, f, b):
         if self.combine == "sum":
             return f + b
@@ -119,13 +157,13 @@ class BiMamba(nn.Module):
 
 
 class EchoBlock(nn.Module):
-    def __init__(self, cfg: EchoMamba4RecConfig, max_len: int):
+    def __init__(self, cfg: EchoMamba4RecConfig, max_len: int, reads_out: bool = False):
         super().__init__()
         self.filter = SpectralFilter(max_len, cfg.hidden) if cfg.filter else None
         if cfg.filter:
             self.ln_filter = nn.LayerNorm(cfg.hidden, eps=1e-12)
         self.drop = Dropout(cfg.dropout)
-        self.bimamba = BiMamba(cfg)
+        self.bimamba = BiMamba(cfg, reads_out)  # reads_out: the last block, which holds the readout
         if cfg.glu == "glu":
             self.mixer = GLUResidual(cfg.hidden, cfg.dropout, dropout_after_residual=cfg.glu_dropout == "authors")
         elif cfg.glu == "ffn":
@@ -141,6 +179,11 @@ class EchoBlock(nn.Module):
         """(B, L, D) -> (B, D) at the last position; the GLU is pointwise, so it runs there only."""
         x = self._filter(x, mask)
         return self.mixer(self.bimamba.forward_last(x, mask))
+
+    def forward_both(self, x, mask):
+        """(B, L, D) -> (B, D): the `both` readout, then the (pointwise) GLU."""
+        x = self._filter(x, mask)
+        return self.mixer(self.bimamba.forward_both(x, mask))
 
     def _filter(self, x, mask):
         if self.filter is None:
@@ -160,8 +203,22 @@ class EchoMamba4Rec(BlockStack):
         self.pos_emb = nn.Embedding(max_len, cfg.hidden) if cfg.position else None
         self.drop = Dropout(cfg.dropout)
         self.ln = nn.LayerNorm(cfg.hidden, eps=1e-12)
-        self.blocks = nn.ModuleList(EchoBlock(cfg, max_len) for _ in range(cfg.layers))
+        self.blocks = nn.ModuleList(EchoBlock(cfg, max_len, i == cfg.layers - 1) for i in range(cfg.layers))
         init_like_authors(self, cfg.init)
+        if cfg.readout == "both":
+            self.blocks[-1].bimamba.init_readout()
+
+    def encode_last(self, seq):
+        if self.cfg.readout == "last":
+            return super().encode_last(seq)
+        x, mask = self._embed(seq)
+        for blk in self.blocks[:-1]:
+            x = blk(x, mask)
+        if self.cfg.readout == "both":
+            return self.blocks[-1].forward_both(x, mask)
+        x = self.blocks[-1](x, mask)
+        w = mask[..., None].to(x.dtype)  # (B, L, 1)
+        return (x * w).sum(1) / w.sum(1).clamp(min=1)  # an empty history reads out zeros
 
     def _embed(self, seq):
         seq = seq[:, -self.max_len:]
