@@ -1,0 +1,90 @@
+"""The study scripts in benchmarks/ that compute figures of their own: the planted-route log and its
+oracles (long_range.py), and the time-to-quality report (time_to_quality.py)."""
+
+import importlib.util
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+BENCH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(BENCH, f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+lr = load("long_range")
+ttq = load("time_to_quality")
+
+
+def transitions(log):
+    same = log["user"][1:] == log["user"][:-1]
+    return log["item"][:-1][same], log["item"][1:][same], log["user"][1:][same]
+
+
+def test_without_jumps_every_step_follows_the_users_route():
+    log = lr.make(200, 50, 4, 0.5, 0.0, 5, 12, seed=1)
+    a, b, u = transitions(log)
+    assert np.array_equal(log["succ"][log["route"][u], a], b)
+    assert set(np.bincount(log["user"])) <= set(range(5, 13))
+
+
+def test_routes_differ_only_at_branch_items():
+    succ = lr.make(10, 400, 3, 0.25, 0.1, 5, 6, seed=2)["succ"]
+    differs = (succ != succ[0]).any(0)
+    assert 0.1 < differs.mean() < 0.3  # ~25% of items branch (a branch may draw the same successor by chance)
+
+
+def test_rank_metrics_by_hand():
+    scores = np.array([[0.1, 0.9, 0.5], [0.3, 0.2, 0.1], [0.0, 0.0, 1.0]])
+    m = lr.rank_metrics(scores, np.array([2, 0, 0]))
+    # ranks 2, 1 and (a tie of two below the top) 2 or 3
+    assert m["hit@10"] == 1.0
+    assert m["mrr@10"] in (pytest.approx((1 / 2 + 1 + 1 / 2) / 3), pytest.approx((1 / 2 + 1 + 1 / 3) / 3))
+
+
+def test_a_deterministic_walk_is_solved_by_every_history_model():
+    log = lr.make(300, 40, 3, 0.0, 0.0, 6, 10, seed=3)  # no branches, no jumps: the last item says it all
+    r = lr.baselines(log)
+    for name in ("last item", "last two items", "posterior oracle (whole history)", "route oracle (knows the route)"):
+        assert r[name]["mrr@10"] == pytest.approx(1.0), name
+    assert r["popularity"]["mrr@10"] < 0.5
+
+
+def test_oracles_beat_counting_when_the_route_matters():
+    r = lr.baselines(lr.make(2000, 200, 16, 0.5, 0.1, 20, 40, seed=0))
+    post, route, two = (r[k]["mrr@10"] for k in ("posterior oracle (whole history)", "route oracle (knows the route)",
+                                               "last two items"))
+    assert route >= post - 0.01 and post > two + 0.05
+
+
+def cell(ds, mode, seed, ranks, curve):
+    return {"dataset": ds, "mode": mode, "seed": seed, "model": "m", "best_epoch": len(curve), "epochs": len(curve),
+            "wall_s": curve[-1][0], "test_ndcg10": float(np.mean([1 / math.log2(r + 1) if r <= 10 else 0 for r in ranks])),
+            "curve": [{"epoch": i + 1, "elapsed_s": t, "test": q, "valid": q} for i, (t, q) in enumerate(curve)],
+            "threads": 1, "machines": ["x"], "test_ranks": ranks}
+
+
+def test_time_to_quality_report(tmp_path):
+    out = tmp_path / "study"
+    (out / "cells").mkdir(parents=True)
+    json.dump({"command": "c", "started": "s", "commit": "k", "machine": "x", "jobs": 2, "threads": 1, "model": "m",
+               "patience": 10, "prefixes_per_user": 4}, open(out / "study.json", "w"))
+    ranks = [1, 2, 3, 20]  # NDCG@10 = (1 + 1/log2(3) + 1/2 + 0) / 4
+    ref = (1 + 1 / math.log2(3) + 0.5) / 4
+    for s in (1, 2):
+        c = cell("d", "prefix", s, ranks, [(100.0, 0.5 * ref), (200.0, ref), (300.0, ref)])
+        json.dump(c, open(out / "cells" / f"d_prefix_seed{s}.json", "w"))
+        c = cell("d", "sample", s, ranks, [(10.0, 0.9 * ref), (20.0, 0.995 * ref), (40.0, ref)])
+        json.dump(c, open(out / "cells" / f"d_sample_seed{s}.json", "w"))
+    assert ttq.time_to(c["curve"], 0.99 * ref) == 20.0 and ttq.time_to(c["curve"], 2 * ref) is None
+    text = ttq.report(str(out))
+    assert "| prefix | 2 |" in text and "| 200 | 1.00 |" in text  # the prefix mode reaches 99% at 200 s
+    assert "| 20 | 0.10 |" in text  # the sample mode at 20 s: a tenth of the time
+    assert "sample - prefix = +0.0000" in text
