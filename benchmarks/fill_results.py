@@ -16,6 +16,7 @@ SECTIONS = {  # marker -> result files, in order
     "ABLATION": ["ablation.md"],
     "SERVE": ["serve_load.md"],
     "SCALE": ["scale_logs.md", "read_scale.md"],
+    "TTQ": ["time_to_quality/results.md", "time_to_quality/notes.md"],
     "ZOO": ["vs_recbole_zoo.md"],
     "LASTFM": ["lastfm_vs_bsarec_log.md"],
     "ACCURACY": ["accuracy/results.md"],

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -52,10 +53,17 @@ def cell_record(out: str, ds: str, mode: str, seed: int) -> str:
 
 def settings(ds: str, mode: str, seed: int, threads: int, extra: dict) -> dict:
     """`echorec train`'s defaults for the dataset, with the mode and seed of the cell. S3-Rec text files are
-    scored as their papers do (items in the history are not ranked); ml-100k as RecBole does (they are)."""
+    scored as their papers do (items in the history are not ranked); ml-100k as RecBole does (they are).
+    A mode `sampleK` (e.g. sample16) is the sample mode with K prefixes per user and epoch, `sampleKpP` (e.g.
+    sample16p40) that with early-stopping patience P epochs (an epoch of K samples per user is short)."""
     s = {"dataset": ds, "train_mode": mode, "seed": seed, "threads": threads, "progress": False,
          "exclude_history": ds.endswith(".txt")}
     s.update(extra)
+    m = re.fullmatch(r"sample(\d+)(?:p(\d+))?", mode)
+    if m:
+        s.update(train_mode="sample", prefixes_per_user=int(m[1]))
+        if m[2]:
+            s["patience"] = int(m[2])
     return s
 
 
@@ -138,7 +146,8 @@ def report(out: str) -> str:
     study = read_json(os.path.join(out, "study.json"))
     lines = ["# Time to quality: sampled prefixes vs every prefix", "",
              f"Made by `{study['command']}` (started {study['started']} at commit {study['commit']} on "
-             f"{study['machine']}; {study['jobs']} jobs at a time, {study['threads']} thread(s) each).", "",
+             f"{study['machine']}; {study['jobs']} jobs at a time, {study['threads']} thread(s) each)"
+             + "".join(f", then `{c}`" for c in study.get("more_commands", [])) + ".", "",
              f"Model {study['model']}, `echorec train` defaults otherwise (early stopping, patience "
              f"{study['patience']}); `sample` draws {study['prefixes_per_user']} prefixes per user and epoch. "
              f"Wall time is training + validation up to that epoch. Time to quality: the first wall time at "
@@ -160,7 +169,7 @@ def report(out: str) -> str:
         ttq_pre = mean([t for t in (time_to(c["curve"], level) for c in pre.values()) if t is not None] or [math.nan])
         lines += ["| mode | seeds | test NDCG@10 | best/run epochs | wall s to stop | s to 99% | ratio to prefix |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for mode in MODES:
+        for mode in MODES + tuple(sorted(set(modes) - set(MODES), key=lambda m: [int(x) for x in re.findall(r"\d+", m)])):
             cs = [modes[mode][s] for s in sorted(modes.get(mode, {}))]
             if not cs:
                 lines.append(f"| {mode} | 0 | pending | | | | |")
@@ -176,16 +185,18 @@ def report(out: str) -> str:
                          f"{mean([c['best_epoch'] for c in cs]):.1f}/{mean([c['epochs'] for c in cs]):.1f} | "
                          f"{mean([c['wall_s'] for c in cs]):.0f} | {ttq_txt} | {ratio} |")
         lines.append("")
-        common = sorted(set(pre) & set(modes.get("sample", {})))
-        if common:
-            a = np.mean([modes["sample"][s]["per_user"] for s in common], axis=0)
+        for mode in sorted(set(modes) - {"prefix"}):
+            common = sorted(set(pre) & set(modes[mode]))
+            if not common:
+                continue
+            a = np.mean([modes[mode][s]["per_user"] for s in common], axis=0)
             b = np.mean([pre[s]["per_user"] for s in common], axis=0)
             d = a - b
             se = d.std(ddof=1) / math.sqrt(len(d))
             rel = d.mean() / b.mean()
             verdict = "within" if abs(d.mean()) <= se else "outside"
             lines += [f"Paired over {len(d):,} users (seeds {', '.join(map(str, common))}, each user's NDCG@10 "
-                      f"averaged over them): sample - prefix = {d.mean():+.4f} ({rel:+.1%} of prefix), paired SE "
+                      f"averaged over them): {mode} - prefix = {d.mean():+.4f} ({rel:+.1%} of prefix), paired SE "
                       f"{se:.4f} ({se / b.mean():.1%}): {verdict} one paired SE.", ""]
     return "\n".join(lines)
 
@@ -231,13 +242,17 @@ def drive(a, extra: dict) -> None:
     os.makedirs(a.out, exist_ok=True)
     spath = os.path.join(a.out, "study.json")
     study = {"model": a.model, "patience": rc.train.patience, "prefixes_per_user": rc.data.prefixes_per_user,
-             "settings": extra, "jobs": a.jobs, "threads": a.threads}
-    if os.path.exists(spath):
+             "settings": extra, "threads": a.threads}
+    if os.path.exists(spath):  # (how many cells run at once may change between calls; what they compute may not)
         saved = read_json(spath)
         if {k: saved.get(k) for k in study} != study:
             sys.exit(f"error: {spath}: this study was run with other settings; use them or another --out")
+        command = "python " + " ".join(sys.argv)
+        if command not in [saved["command"], *saved.get("more_commands", [])]:
+            write_json(spath, {**saved, "more_commands": saved.get("more_commands", []) + [command]})
     else:
-        write_json(spath, {**study, "command": "python " + " ".join(sys.argv), "commit": sysinfo.git_commit(),
+        write_json(spath, {**study, "jobs": a.jobs, "command": "python " + " ".join(sys.argv),
+                           "commit": sysinfo.git_commit(),
                            "machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S")})
     # Dataset by dataset; within one, the long prefix cells first, so the short sample cells fill in beside them
     # and no cell runs alone for long.
