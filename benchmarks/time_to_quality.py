@@ -55,15 +55,16 @@ def settings(ds: str, mode: str, seed: int, threads: int, extra: dict) -> dict:
     """`echorec train`'s defaults for the dataset, with the mode and seed of the cell. S3-Rec text files are
     scored as their papers do (items in the history are not ranked); ml-100k as RecBole does (they are).
     A mode `sampleK` (e.g. sample16) is the sample mode with K prefixes per user and epoch, `sampleKpP` (e.g.
-    sample16p40) that with early-stopping patience P epochs (an epoch of K samples per user is short)."""
+    sample16p40) that with early-stopping patience P epochs (an epoch of K samples per user is short), and a `u`
+    after K (sample16u) draws as many prefixes uniformly over all positions (`--prefix-draw uniform`)."""
     s = {"dataset": ds, "train_mode": mode, "seed": seed, "threads": threads, "progress": False,
          "exclude_history": ds.endswith(".txt")}
     s.update(extra)
-    m = re.fullmatch(r"sample(\d+)(?:p(\d+))?", mode)
+    m = re.fullmatch(r"sample(\d+)(u?)(?:p(\d+))?", mode)
     if m:
-        s.update(train_mode="sample", prefixes_per_user=int(m[1]))
-        if m[2]:
-            s["patience"] = int(m[2])
+        s.update(train_mode="sample", prefixes_per_user=int(m[1]), prefix_draw="uniform" if m[2] else "user")
+        if m[3]:
+            s["patience"] = int(m[3])
     return s
 
 
@@ -169,7 +170,7 @@ def report(out: str) -> str:
         ttq_pre = mean([t for t in (time_to(c["curve"], level) for c in pre.values()) if t is not None] or [math.nan])
         lines += ["| mode | seeds | test NDCG@10 | best/run epochs | wall s to stop | s to 99% | ratio to prefix |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for mode in MODES + tuple(sorted(set(modes) - set(MODES), key=lambda m: [int(x) for x in re.findall(r"\d+", m)])):
+        for mode in MODES + tuple(sorted(set(modes) - set(MODES), key=lambda m: (int(re.findall(r"\d+", m)[0]), m))):
             cs = [modes[mode][s] for s in sorted(modes.get(mode, {}))]
             if not cs:
                 lines.append(f"| {mode} | 0 | pending | | | | |")

@@ -45,6 +45,9 @@ class DataConfig:
                               choices=TRAIN_MODES)
     prefixes_per_user: int = setting(4, "--train-mode sample: prefixes drawn per user and epoch (uniformly over "
                                      "the user's positions; all of them for a shorter history)", low=1)
+    prefix_draw: str = setting("user", "--train-mode sample: user (K prefixes of every user: users alike) | "
+                               "uniform (K x users prefixes uniform over all training positions: users weighted "
+                               "by history length, as every-prefix training weighs them)", choices=("user", "uniform"))
 
     def check(self) -> None:
         if self.split == "time" and (self.valid_from is None or self.test_from is None):

@@ -63,3 +63,27 @@ def test_trains_a_bidirectional_model_and_resumes_exactly(tmp_path, data, capsys
     assert main(["train", "--resume", b, "--epochs", "3"]) == 0
     ma, mb = (json.load(open(os.path.join(x, "metrics.json"))) for x in (a, b))
     assert ma["test"] == mb["test"] and ma["valid"] == mb["valid"]
+
+
+def test_uniform_draw_weighs_users_by_their_prefixes():
+    split = _split([4, 3, 22, 102])  # 1, 0, 19 and 99 training prefixes
+    it = SampledPrefixes(split, 5, 50, 64, draw="uniform", seed=0)
+    per_user = np.zeros(4)
+    counts = np.zeros(99)
+    for epoch in range(1, 1001):
+        it.order(epoch)
+        s, e = it.start.numpy(), it.end.numpy()
+        assert it.n_samples == 1 + 0 + 5 + 5  # as many as the per-user draw takes
+        user = np.searchsorted(split.starts, s, side="right") - 1
+        assert np.array_equal(s, split.starts[user])
+        offset = e - s - 1  # 0 .. n_prefixes - 1
+        assert ((offset >= 0) & (offset < np.array([1, 0, 19, 99])[user])).all()
+        np.add.at(per_user, user, 1)
+        np.add.at(counts, offset[user == 3], 1)
+    share = per_user / per_user.sum()
+    np.testing.assert_allclose(share, [1 / 119, 0, 19 / 119, 99 / 119], atol=0.01)
+    expected = counts.sum() / 99
+    assert ((counts - expected) ** 2 / expected).sum() < 99 + 5 * np.sqrt(2 * 99)
+    a, b = (SampledPrefixes(split, 5, 50, 64, draw="uniform", seed=3) for _ in range(2))
+    a.order(2), b.order(2)
+    assert torch.equal(a.end, b.end)

@@ -296,17 +296,23 @@ class SampledPrefixes(BatchIterator):
     leave-one-out evaluates but change the objective. A user with at most k prefixes contributes all of them;
     with more, k are drawn with replacement (duplicates are rare while k is small against the history). The
     draw depends on (seed, epoch) only, so a resumed epoch redraws the same samples. Only (start, end) pairs
-    are drawn: nothing (n_samples, max_len) is built for the epoch."""
+    are drawn: nothing (n_samples, max_len) is built for the epoch.
 
-    def __init__(self, split: Split, k: int, max_len: int, batch_size: int, **kw):
+    K per user weighs every user alike, whereas every-prefix training weighs a user by its history length;
+    draw="uniform" keeps the epoch's size but draws each prefix uniformly over all training positions, an
+    unbiased sample of the every-prefix objective."""
+
+    def __init__(self, split: Split, k: int, max_len: int, batch_size: int, draw: str = "user", **kw):
         self.user_start = split.starts
         self.n_prefixes = np.maximum(split.train_end - split.starts - 1, 0)  # targets items[start + 1 .. end - 1]
-        self.k = k
+        self.k, self.draw = k, draw
         self.per_user = np.minimum(self.n_prefixes, k)
         super().__init__(split, *self._draw(0, kw.get("seed", 0)), max_len, batch_size, mode="prefix", **kw)
 
     def _draw(self, epoch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([seed, epoch, 7])
+        if self.draw == "uniform":
+            return self._draw_uniform(rng)
         user = np.repeat(np.arange(len(self.per_user)), self.per_user)
         first = np.cumsum(self.per_user) - self.per_user
         rank = np.arange(len(user)) - np.repeat(first, self.per_user)  # 0 .. per_user - 1 within each user
@@ -314,6 +320,15 @@ class SampledPrefixes(BatchIterator):
         offset = np.where(n <= self.k, rank, (rng.random(len(user)) * n).astype(np.int64))  # all, or k draws
         start = self.user_start[user]
         return start, start + 1 + offset
+
+    def _draw_uniform(self, rng) -> tuple[np.ndarray, np.ndarray]:
+        """draw="uniform": as many prefixes as the per-user draw takes, each uniform over all training positions
+        (with replacement), so a user's expected share is its share of every-prefix training's samples."""
+        ends = np.cumsum(self.n_prefixes)  # prefixes of users 0..u end at ends[u]
+        pos = np.sort(rng.integers(0, ends[-1], size=int(self.per_user.sum())))
+        user = np.searchsorted(ends, pos, side="right")
+        start = self.user_start[user]
+        return start, start + 1 + pos - (ends[user] - self.n_prefixes[user])
 
     def order(self, epoch: int) -> list[torch.Tensor]:
         start, end = self._draw(epoch, self.seed)

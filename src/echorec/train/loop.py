@@ -158,7 +158,8 @@ def setup(rc: RunConfig, split: Split, out: str | None, quiet: bool) -> Trainer:
         raise EchorecError(f"{split.data.source}: no training samples (every user has fewer than 4 items)")
     multiple = t.pad_multiple or (8 if device.type == "cuda" else 1)
     if d.train_mode == "sample":
-        batches = SampledPrefixes(split, d.prefixes_per_user, d.max_len, t.batch_size, bucket=t.bucket, seed=t.seed,
+        batches = SampledPrefixes(split, d.prefixes_per_user, d.max_len, t.batch_size, draw=d.prefix_draw,
+                                  bucket=t.bucket, seed=t.seed,
                                   device=device, multiple=multiple)
     else:
         batches = BatchIterator(split, start, end, d.max_len, t.batch_size, mode=d.train_mode, bucket=t.bucket,
