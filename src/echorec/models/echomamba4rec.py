@@ -105,12 +105,17 @@ class BiMamba(nn.Module):
         f = self.ln_f(self.drop(self.fwd(x, mask)) + x)
         if not self.backward_on:
             return f
+        b, idx = self._backward(x, mask)
+        return self._combine(f, b.gather(1, idx))  # back to the original positions
+
+    def _backward(self, x, mask):
+        """The backward branch over the reversed real tokens: (its output in reversed order (B, L, D), the
+        reversing gather index (B, L, D), its own inverse)."""
         idx = reverse_index(mask)[..., None].expand_as(x)  # (B, L, D)
         xr = x.gather(1, idx)
         # "padded": the authors' model reads the pads (unmasked) before the reversed real tokens.
         hb = self.bwd(xr, None if self.reverse == "padded" else mask)
-        b = self.ln_b(self.drop(hb) + xr).gather(1, idx)  # back to the original positions
-        return self._combine(f, b)
+        return self.ln_b(self.drop(hb) + xr), idx
 
     def forward_last(self, x, mask):
         """The output at the last position only, (B, D). Exact, and about half the work: in "real"
@@ -130,10 +135,7 @@ class BiMamba(nn.Module):
         position, projected together. In the reversed sequence the first real position is the last
         column, so the backward branch's output there is its output after reading the whole history."""
         f = self.ln_f(self.drop(self.fwd(x, mask)[:, -1]) + x[:, -1])
-        idx = reverse_index(mask)[..., None].expand_as(x)  # (B, L, D)
-        xr = x.gather(1, idx)
-        hb = self.bwd(xr, None if self.reverse == "padded" else mask)[:, -1]
-        b = self.ln_b(self.drop(hb) + xr[:, -1])
+        b = self._backward(x, mask)[0][:, -1]
         return self.readout(torch.cat([f, b], dim=-1))  # (B, 2D) -> (B, D)
 
     def init_readout(self) -> None:
@@ -164,6 +166,7 @@ class EchoBlock(nn.Module):
             self.ln_filter = nn.LayerNorm(cfg.hidden, eps=1e-12)
         self.drop = Dropout(cfg.dropout)
         self.bimamba = BiMamba(cfg, reads_out)  # reads_out: the last block, which holds the readout
+        self.readout = cfg.readout if reads_out else "last"
         if cfg.glu == "glu":
             self.mixer = GLUResidual(cfg.hidden, cfg.dropout, dropout_after_residual=cfg.glu_dropout == "authors")
         elif cfg.glu == "ffn":
@@ -176,14 +179,14 @@ class EchoBlock(nn.Module):
         return self.mixer(self.bimamba(x, mask))
 
     def forward_last(self, x, mask):
-        """(B, L, D) -> (B, D) at the last position; the GLU is pointwise, so it runs there only."""
+        """(B, L, D) -> (B, D): the user representation under the model's readout (BlockStack.encode_last
+        calls it on the last block). `last` and `both` run the pointwise GLU on one vector only."""
+        if self.readout == "mean":
+            w = mask[..., None].to(x.dtype)  # (B, L, 1)
+            return (self(x, mask) * w).sum(1) / w.sum(1).clamp(min=1)  # an empty history reads out zeros
         x = self._filter(x, mask)
-        return self.mixer(self.bimamba.forward_last(x, mask))
-
-    def forward_both(self, x, mask):
-        """(B, L, D) -> (B, D): the `both` readout, then the (pointwise) GLU."""
-        x = self._filter(x, mask)
-        return self.mixer(self.bimamba.forward_both(x, mask))
+        read = self.bimamba.forward_both if self.readout == "both" else self.bimamba.forward_last
+        return self.mixer(read(x, mask))
 
     def _filter(self, x, mask):
         if self.filter is None:
@@ -207,18 +210,6 @@ class EchoMamba4Rec(BlockStack):
         init_like_authors(self, cfg.init)
         if cfg.readout == "both":
             self.blocks[-1].bimamba.init_readout()
-
-    def encode_last(self, seq):
-        if self.cfg.readout == "last":
-            return super().encode_last(seq)
-        x, mask = self._embed(seq)
-        for blk in self.blocks[:-1]:
-            x = blk(x, mask)
-        if self.cfg.readout == "both":
-            return self.blocks[-1].forward_both(x, mask)
-        x = self.blocks[-1](x, mask)
-        w = mask[..., None].to(x.dtype)  # (B, L, 1)
-        return (x * w).sum(1) / w.sum(1).clamp(min=1)  # an empty history reads out zeros
 
     def _embed(self, seq):
         seq = seq[:, -self.max_len:]
