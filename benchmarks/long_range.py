@@ -54,10 +54,14 @@ def make(users: int, items: int, routes: int, branch: float, jump: float, min_le
 
 
 def write_csv(log: dict, path: str) -> None:
-    with open(path, "w") as f:
+    """The log as a csv `echorec train` reads; written aside and renamed, so a second study process sharing
+    the folder (it writes the same seeded log) never lets a run read a half-written file."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
         f.write("user_id,item_id,timestamp\n")
         for u, i, t in zip(log["user"], log["item"], log["time"]):
             f.write(f"u{u},i{i},{t}\n")
+    os.replace(tmp, path)
 
 
 def rank_metrics(scores: np.ndarray, target: np.ndarray, seed: int = 0) -> dict:
@@ -124,7 +128,17 @@ def train(model: str, csv: str, out: str, sets: list[str]) -> dict:
     with open(os.path.join(run, "metrics.json")) as f:
         m = json.load(f)
     return {"mrr@10": m["test"]["mrr@10"], "hit@10": m["test"]["hit@10"], "best_epoch": m["best_epoch"],
-            "epochs": m["epochs_run"]}
+            "epochs": m["epochs_run"], "train_s": m["train_seconds"]}
+
+
+def table(rows: dict[str, dict], head: str) -> str:
+    """The rows as a markdown table under `head` (one line of settings)."""
+    lines = [head, "", "| scorer | MRR@10 | HR@10 | best / run epochs | training s |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name, r in rows.items():
+        ep = f"{r['best_epoch']} / {r['epochs']}" if "epochs" in r else ""
+        secs = f"{r['train_s']:.0f}" if "train_s" in r else ""
+        lines.append(f"| {name} | {r['mrr@10']:.4f} | {r['hit@10']:.4f} | {ep} | {secs} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -140,6 +154,7 @@ def main() -> None:
     ap.add_argument("--models", default="", help="comma-separated echorec models (model+field=value for variants)")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a training flag for every model")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--report", help="also write the table (with the command, commit and machine) to this markdown file")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     log = make(a.users, a.items, a.routes, a.branch, a.jump, a.min_len, a.max_len, a.seed)
@@ -148,12 +163,21 @@ def main() -> None:
     rows = baselines(log)
     for m in [m for m in a.models.split(",") if m]:
         rows[m] = train(m, csv, a.out, a.set)
-    print(f"{len(log['user']):,} events, {a.users:,} users, {a.items} items, {a.routes} routes, branch {a.branch}, "
-          f"jump {a.jump}, seed {a.seed}")
+    head = (f"{len(log['user']):,} events, {a.users:,} users, {a.items} items, {a.routes} routes, branch {a.branch}, "
+            f"jump {a.jump}, seed {a.seed}")
+    print(head)
     print(f"{'':40s} {'MRR@10':>8s} {'HR@10':>8s}")
     for name, r in rows.items():
-        extra = f"  (best epoch {r['best_epoch']}/{r['epochs']})" if "epochs" in r else ""
+        extra = f"  (best epoch {r['best_epoch']}/{r['epochs']}, {r['train_s']:.0f} s)" if "epochs" in r else ""
         print(f"{name:40s} {r['mrr@10']:8.4f} {r['hit@10']:8.4f}{extra}")
+    if a.report:
+        from echorec import sysinfo
+        from echorec.bench.accuracy import machine
+        from echorec.fsio import atomic_write_text
+
+        made = (f"Made by `python benchmarks/long_range.py {' '.join(sys.argv[1:])}` at commit {sysinfo.git_commit()} "
+                f"on {machine()}.")
+        atomic_write_text(a.report, made + "\n\n" + table(rows, head))
 
 
 if __name__ == "__main__":

@@ -68,6 +68,15 @@ def settings(ds: str, mode: str, seed: int, threads: int, extra: dict) -> dict:
     return s
 
 
+def samples_per_epoch(split, train_mode: str, prefixes_per_user: int) -> int:
+    """Training samples (prefix -> next item) in one epoch of a mode: every prefix of every user's training part,
+    or min(K, that user's prefixes) per user in the sample mode (either draw takes that many)."""
+    import numpy as np
+
+    n = np.maximum(split.train_end - split.starts - 1, 0)  # prefixes of each user: targets items[start+1 .. end-1]
+    return int(np.minimum(n, prefixes_per_user).sum() if train_mode == "sample" else n.sum())
+
+
 # -- one cell (a child process) ----------------------------------------------------------------------------------
 
 def run_cell(out: str, ds: str, mode: str, seed: int, threads: int, model: str, extra: dict) -> None:
@@ -117,7 +126,8 @@ def run_cell(out: str, ds: str, mode: str, seed: int, threads: int, model: str, 
     os.makedirs(os.path.dirname(cell_record(out, ds, mode, seed)), exist_ok=True)
     write_json(cell_record(out, ds, mode, seed), {
         "dataset": label(ds), "mode": mode, "seed": seed, "model": model, "best_epoch": res.best_epoch,
-        "epochs": len(res.history), "wall_s": elapsed, "test_ndcg10": res.test[KEY], "curve": rows, "threads": threads,
+        "epochs": len(res.history), "wall_s": elapsed,
+        "samples_per_epoch": samples_per_epoch(split, rc.data.train_mode, rc.data.prefixes_per_user), "test_ndcg10": res.test[KEY], "curve": rows, "threads": threads,
         "machines": machines, "test_ranks": ranks.tolist(),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
 
@@ -199,7 +209,48 @@ def report(out: str) -> str:
             lines += [f"Paired over {len(d):,} users (seeds {', '.join(map(str, common))}, each user's NDCG@10 "
                       f"averaged over them): {mode} - prefix = {d.mean():+.4f} ({rel:+.1%} of prefix), paired SE "
                       f"{se:.4f} ({se / b.mean():.1%}): {verdict} one paired SE.", ""]
+        lines += per_sample_table(modes)
     return "\n".join(lines)
+
+
+PREFIX_EPOCHS = (1, 2, 4, 8)  # training samples seen, in epochs of the prefix mode
+
+
+def best_valid_after(curve: list[dict], per_epoch: int, samples: float) -> float | None:
+    """The best valid NDCG@10 among the epochs that end within `samples` training samples; None when the cell
+    stopped before it had seen that many (its best then says nothing about what more training would reach)."""
+    k = int(samples // per_epoch)
+    if k == 0 or len(curve) < k:
+        return None
+    return max(c["valid"] for c in curve[:k])
+
+
+def per_sample_table(modes: dict) -> list[str]:
+    """Learning per training sample seen: does a mode learn more from a sample, or only see fewer of them?"""
+    import numpy as np
+
+    if not all("samples_per_epoch" in c for sc in modes.values() for c in sc.values()) or "prefix" not in modes:
+        return []
+    unit = np.mean([c["samples_per_epoch"] for c in modes["prefix"].values()])
+    head = " | ".join(f"{e} prefix epoch{'s' if e > 1 else ''}" for e in PREFIX_EPOCHS)
+    lines = [f"Per training sample seen (a prefix epoch is {unit:,.0f} samples): the cost of a sample and the best "
+             f"valid NDCG@10 (mean over seeds) among the epochs within so many samples; \"stopped\" where a cell "
+             f"stopped earlier, and a count where only some seeds got that far.", "",
+             f"| mode | samples per epoch | ms per sample | samples at stop (prefix epochs) | {head} |",
+             "| --- | ---: | ---: | ---: |" + " ---: |" * len(PREFIX_EPOCHS)]
+    for mode in sorted(modes, key=lambda m: (m != "prefix", m)):
+        cs = list(modes[mode].values())
+        per = cs[0]["samples_per_epoch"]
+        ms = np.mean([1e3 * c["wall_s"] / (len(c["curve"]) * c["samples_per_epoch"]) for c in cs])
+        at_stop = np.mean([len(c["curve"]) * c["samples_per_epoch"] / unit for c in cs])
+        cols = []
+        for e in PREFIX_EPOCHS:
+            got = [v for v in (best_valid_after(c["curve"], c["samples_per_epoch"], e * unit) for c in cs)
+                   if v is not None]
+            cols.append("stopped" if not got else f"{np.mean(got):.4f}"
+                        + (f" ({len(got)}/{len(cs)})" if len(got) < len(cs) else ""))
+        lines.append(f"| {mode} | {per:,} | {ms:.2f} | {at_stop:.1f} | " + " | ".join(cols) + " |")
+    return lines + [""]
 
 
 # -- the driver -----------------------------------------------------------------------------------------------------

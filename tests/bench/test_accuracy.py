@@ -75,6 +75,9 @@ def test_seeds_and_labels():
     assert parse_seeds("3") == [42, 43, 44] and parse_seeds("1,7") == [1, 7]
     with pytest.raises(EchorecError):
         parse_seeds("x")
+    with pytest.raises(EchorecError, match="--seeds 42,"):  # the seed 42, not 42 seeds
+        parse_seeds("42")
+    assert parse_seeds("42,") == [42] and len(parse_seeds("20")) == 20
     assert dataset_label("ml-100k") == "ml-100k"
     assert dataset_label(os.path.join("a", "LastFM", "LastFM.txt")) == "LastFM"
 

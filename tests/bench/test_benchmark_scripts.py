@@ -88,3 +88,32 @@ def test_time_to_quality_report(tmp_path):
     assert "| prefix | 2 |" in text and "| 200 | 1.00 |" in text  # the prefix mode reaches 99% at 200 s
     assert "| 20 | 0.10 |" in text  # the sample mode at 20 s: a tenth of the time
     assert "sample - prefix = +0.0000" in text
+
+
+def test_best_valid_counts_samples_not_epochs():
+    curve = [{"valid": v} for v in (0.1, 0.3, 0.2, 0.4)]
+    assert ttq.best_valid_after(curve, 25, 50) == 0.3  # two 25-sample epochs fit in 50 samples
+    assert ttq.best_valid_after(curve, 25, 100) == 0.4
+    assert ttq.best_valid_after(curve, 25, 101) == 0.4  # a fifth epoch would pass 101: four count
+    assert ttq.best_valid_after(curve, 25, 125) is None  # stopped before it saw 125 samples
+    assert ttq.best_valid_after(curve, 200, 100) is None  # one epoch is already more than 100 samples
+
+
+def test_per_sample_table():
+    def c(mode, per, valids, wall):
+        return {"samples_per_epoch": per, "wall_s": wall, "curve": [{"valid": v} for v in valids]}
+    modes = {"prefix": {1: c("prefix", 100, [0.1] * 8, 800.0)},
+             "sample16": {1: c("sample16", 50, [0.05, 0.2, 0.3, 0.1], 100.0), 2: c("sample16", 50, [0.1] * 2, 50.0)}}
+    text = "\n".join(ttq.per_sample_table(modes))
+    assert "| prefix | 100 | 1000.00 | 8.0 | 0.1000 | 0.1000 | 0.1000 | 0.1000 |" in text
+    # sample16: half a second per sample; 1 prefix epoch = 2 of its epochs (seeds: 0.2 and 0.1); only seed 1 saw 2
+    assert "| sample16 | 50 | 500.00 | 1.5 | 0.1500 | 0.3000 (1/2) | stopped | stopped |" in text
+    assert ttq.per_sample_table({"sample": modes["sample16"]}) == []  # nothing to measure against
+
+
+def test_long_range_table():
+    rows = {"last item": {"mrr@10": 0.5, "hit@10": 0.75},
+            "sasrec": {"mrr@10": 0.25, "hit@10": 0.5, "best_epoch": 3, "epochs": 8, "train_s": 12.4}}
+    text = lr.table(rows, "a log")
+    assert text.startswith("a log\n")
+    assert "| last item | 0.5000 | 0.7500 |  |  |" in text and "| sasrec | 0.2500 | 0.5000 | 3 / 8 | 12 |" in text

@@ -79,6 +79,9 @@ def dataset_label(ds: str) -> str:
     return ds
 
 
+MAX_SEED_COUNT = 20
+
+
 def parse_seeds(text: str, base: int = 42) -> list[int]:
     """`3` -> three seeds from `base`; `1,7,9` -> exactly those."""
     try:
@@ -89,6 +92,12 @@ def parse_seeds(text: str, base: int = 42) -> list[int]:
         raise EchorecError(f"--seeds {text!r}: give a count (3) or a comma-separated list (1,2,3)") from None
     if n < 1:
         raise EchorecError(f"--seeds {text!r}: at least one seed")
+    # A bare number is a count, so `--seeds 42` (meant as the seed 42) would quietly start 42 seeds per cell:
+    # a count that large must be spelled as a list.
+    if n > MAX_SEED_COUNT:
+        raise EchorecError(f"--seeds {text}: that is a count of {n} seeds ({base}..{base + n - 1}); for the seed {n} "
+                           f"alone give --seeds {n}, (a list), for one seed --seeds 1, and list more than "
+                           f"{MAX_SEED_COUNT} seeds explicitly")
     return list(range(base, base + n))
 
 
