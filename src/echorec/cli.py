@@ -339,6 +339,8 @@ def cmd_bench(argv):
                    help="tuning trials per model and dataset before training (needs optuna; 0: the configs' "
                         "defaults, or settings already in OUT/tuned/)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per run (0: default)")
+    p.add_argument("--jobs", type=int, default=1, help="cells trained at once, each as its own `echorec train` "
+                   "process (with --threads 1, one per core); default: 1")
     p.add_argument("--config", default=None, help="YAML/JSON file: its data/train/eval sections set the protocol "
                    "(flags win), its model_cfg section the models' settings")
     _protocol_flags(p)
@@ -354,7 +356,7 @@ def cmd_bench(argv):
 
         tune_study(args.out, models, datasets, args.budget, proto, threads=args.threads)
     rows = run_study(args.out, models, datasets, seeds, proto, threads=args.threads,
-                     log=lambda m: print(m, flush=True))
+                     log=lambda m: print(m, flush=True), jobs=args.jobs)
     print(f"\n{len(rows)} finished runs; tables: {os.path.join(args.out, 'results.md')}")
 
 

@@ -210,3 +210,26 @@ def test_older_study_json_keeps_its_protocol(tmp_path, tiny):
     with pytest.raises(EchorecError, match="train.weight_decay 0.0 -> 0.1"):
         run_study(str(study), ["sasrec"], [tiny], [1], {"train.epochs": 1, "train.patience": 0,
                                                         "train.weight_decay": 0.1}, log=lambda m: None)
+
+
+def test_parallel_jobs_train_the_same_cells_as_one_process(tmp_path, tiny):
+    """--jobs 2: every cell as its own `echorec train` process, two at a time; the metrics are the in-process
+    study's, a crashed cell is named with its log and does not stop the others."""
+    proto = {"train.epochs": 2, "train.patience": 0}
+    seq = run_study(str(tmp_path / "one"), ["gru4rec", "sasrec"], [tiny], [1, 2], proto, threads=1, log=lambda m: None)
+    logs = []
+    par = run_study(str(tmp_path / "two"), ["gru4rec", "sasrec"], [tiny], [1, 2], proto, threads=1, log=logs.append,
+                    jobs=2)
+    key = lambda r: (r["model"], r["seed"])  # noqa: E731
+    for a, b in zip(sorted(seq, key=key), sorted(par, key=key)):
+        assert key(a) == key(b) and a["test_ndcg@10"] == pytest.approx(b["test_ndcg@10"], rel=1e-6)
+    assert sum("(log " in x for x in logs) == 4 and os.path.exists(tmp_path / "two" / "results.md")
+    assert os.path.exists(tmp_path / "two" / "jobs" / "tiny__sasrec__seed2.log")
+    # Cells on a log too short to train on fail; the cells beside them finish and fill the tables.
+    broken = tmp_path / "broken.txt"
+    broken.write_text("1 2\n")
+    study = str(tmp_path / "three")
+    with pytest.raises(EchorecError, match=r"1 cell\(s\) failed.*broken gru4rec seed 1 \(see .*broken__gru4rec"):
+        run_study(study, ["gru4rec"], [str(broken), tiny], [1], proto, threads=1, log=lambda m: None, jobs=2)
+    assert [(r["dataset"], r["model"]) for r in collect(study)] == [("tiny", "gru4rec")]
+    assert "nothing can be evaluated" in open(os.path.join(study, "jobs", "broken__gru4rec__seed1.log")).read()

@@ -15,6 +15,9 @@ A study lives in one folder:
 Resumable: a cell with metrics.json is skipped, a cell with a checkpoint continues from it, so an
 interrupted study picks up where it stopped, and several commands (other models, datasets or
 seeds) can add cells to the same study.
+
+With jobs > 1 the cells train as that many `echorec train` processes at once (each with `threads` torch
+threads), their configs and logs in jobs/; a failed cell is reported and the others go on.
 """
 
 from __future__ import annotations
@@ -162,7 +165,7 @@ def validate(models: list[str], datasets: list[str], proto: dict) -> None:
 
 
 def run_study(study: str, models: list[str], datasets: list[str], seeds: list[int], overrides: dict | None = None,
-              threads: int = 0, log=print) -> list[dict]:
+              threads: int = 0, log=print, jobs: int = 1) -> list[dict]:
     """Train every missing cell, then rewrite results.csv / results.md / curves from all finished cells.
 
     `models` are model specs (`sasrec`, `echomamba4rec+filter=false`); `overrides` the protocol's settings that
@@ -174,8 +177,11 @@ def run_study(study: str, models: list[str], datasets: list[str], seeds: list[in
     proto = protocol(overrides)
     validate(models, datasets, proto)
     _check_protocol(study, proto)
+    if jobs < 1:
+        raise EchorecError(f"--jobs {jobs}: at least 1")
     # Seeds outside models: a study stopped early still has every model for the first seeds.
     cells = [(ds, m, s) for ds in datasets for s in seeds for m in models]
+    queue = []
     for i, (ds, model, seed) in enumerate(cells, 1):
         label = dataset_label(ds)
         out = os.path.join(study, "runs", label, model, f"seed{seed}")
@@ -186,15 +192,85 @@ def run_study(study: str, models: list[str], datasets: list[str], seeds: list[in
             continue
         rc = cell_config(model, ds, seed, proto, tuned_settings(study, label, model), threads)
         resume = folder.has(CHECKPOINT)
+        if jobs > 1:
+            queue.append((tag, rc, out, resume))
+            continue
         log(f"{tag}: {'resuming' if resume else 'training'} ...")
         t0 = time.perf_counter()
         overwrite = not resume and bool(folder.existing())
         m = run_training(rc, out, quiet=True, resume=resume, overwrite=overwrite)
         log(f"{tag}: test NDCG@10 {m['test']['ndcg@10']:.4f} HR@10 {m['test']['hit@10']:.4f} "
             f"(best epoch {m['best_epoch']} of {m['epochs_run']}, {time.perf_counter() - t0:.0f} s)")
+    failed = _run_parallel(study, queue, jobs, threads, log) if queue else []
     rows = collect(study)
     write_results(study, rows, order=models)
+    if failed:
+        raise EchorecError(f"{len(failed)} cell(s) failed, the tables hold the others: "
+                           + "; ".join(f"{tag} (see {path})" for tag, path in failed))
     return rows
+
+
+def _run_parallel(study: str, queue: list, jobs: int, threads: int, log) -> list[tuple[str, str]]:
+    """Train the queued cells as `jobs` child processes at once; returns the (tag, log file) of failed cells.
+
+    Child processes rather than a process pool: OMP_NUM_THREADS and NUMBA_NUM_THREADS must be set before torch
+    and numba load, which only a fresh interpreter guarantees, and each cell is then exactly `echorec train`
+    with the cell's config file (resumable by hand too). A stopped study stops its cells; each resumes from
+    its checkpoint on the next run."""
+    import signal
+    import subprocess
+    import sys
+
+    from echorec.config import run_config_to_dict
+    from echorec.runfolder import RunFolder
+    from echorec.runfolder import METRICS as METRICS_FILE
+
+    jobdir = os.path.join(study, "jobs")
+    os.makedirs(jobdir, exist_ok=True)
+    env = dict(os.environ)
+    if threads > 0:
+        env.update(OMP_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads))
+    running: list[tuple[subprocess.Popen, str, str, str, float]] = []
+    failed: list[tuple[str, str]] = []
+
+    def start(tag: str, rc, out: str, resume: bool) -> None:
+        name = os.path.relpath(out, os.path.join(study, "runs")).replace(os.sep, "__")
+        cfg, logpath = os.path.join(jobdir, f"{name}.json"), os.path.join(jobdir, f"{name}.log")
+        write_json(cfg, run_config_to_dict(rc))
+        cmd = [sys.executable, "-m", "echorec", "train", "--progress", "false"]
+        if resume:
+            cmd += ["--resume", out]
+        else:
+            cmd += ["--config", cfg, "--out", out] + (["--overwrite"] if RunFolder(out).existing() else [])
+        with open(logpath, "a") as f:
+            running.append((subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env), tag, out, logpath,
+                            time.perf_counter()))
+        log(f"{tag}: {'resuming' if resume else 'training'} (log {logpath}) ...")
+
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the children
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                start(*queue.pop(0))
+            time.sleep(0.5)
+            for item in [r for r in running if r[0].poll() is not None]:
+                running.remove(item)
+                proc, tag, out, logpath, t0 = item
+                m = RunFolder(out).read_metrics() if RunFolder(out).has(METRICS_FILE) else None
+                if proc.returncode != 0 or m is None:
+                    failed.append((tag, logpath))
+                    log(f"{tag}: FAILED (exit {proc.returncode}); see {logpath}")
+                    continue
+                log(f"{tag}: test NDCG@10 {m['test']['ndcg@10']:.4f} HR@10 {m['test']['hit@10']:.4f} "
+                    f"(best epoch {m['best_epoch']} of {m['epochs_run']}, {time.perf_counter() - t0:.0f} s)")
+    finally:
+        for proc, *_ in running:
+            proc.terminate()
+        for proc, *_ in running:
+            proc.wait()
+        signal.signal(signal.SIGTERM, previous)
+    return failed
 
 
 def collect(study: str) -> list[dict]:
