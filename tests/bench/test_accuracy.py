@@ -109,6 +109,7 @@ def test_study_runs_then_resumes_skipping_finished_cells(tmp_path, tiny):
     assert len(csv_rows) == 5 and csv_rows[0].startswith("dataset,model,seed,test_hit@5")
     md = open(os.path.join(study, "results.md")).read()
     assert "### tiny" in md and "| gru4rec | 2 |" in md and "| sasrec | 2 |" in md
+    assert f"--datasets {tiny} --seeds 1,2 --epochs 1 --patience 0 --out {study}" in md  # a command that reruns it
     assert os.path.exists(os.path.join(study, "curves_tiny.png"))
     # A different protocol in the same study folder is refused, nothing is trained.
     with pytest.raises(EchorecError, match="another protocol"):
@@ -188,6 +189,7 @@ def test_model_specs_are_ablation_columns(tmp_path, tiny):
     study = str(tmp_path / "study")
     rows = run_study(study, ["sasrec", "sasrec+layers=1"], [tiny], [1], {"train.epochs": 1}, log=lambda m: None)
     assert {r["model"] for r in rows} == {"sasrec", "sasrec+layers=1"}
+    assert "--seeds 1, " in open(os.path.join(study, "results.md")).read()  # the seed 1, not a count of 1 (= 42)
     cfg = json.load(open(os.path.join(study, "runs", "tiny", "sasrec+layers=1", "seed1", "config.json")))
     assert cfg["model"] == "sasrec" and cfg["model_cfg"]["layers"] == 1
     with pytest.raises(EchorecError, match="--glu 'max'"):

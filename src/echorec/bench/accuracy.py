@@ -404,14 +404,21 @@ def protocol_text(p: dict) -> str:
 
 def rerun_command(study: str, rows: list[dict]) -> str:
     """The `echorec bench accuracy` command that makes (or extends) this study: its models and seeds, its
-    datasets (as labelled; give their paths), and every protocol setting that differs from the defaults."""
+    datasets (as the cells' configs name them), and every protocol setting that differs from the defaults."""
     proto, default = saved_protocol(study), protocol()
     flags = " ".join(f"--{k.split('.', 1)[1].replace('_', '-')} {_flag_value(v)}" for k, v in proto.items()
                      if default.get(k) != v)
-    seeds = ",".join(str(s) for s in sorted({int(r["seed"]) for r in rows}))
+    seeds = sorted({int(r["seed"]) for r in rows})
+    # --seeds N is a count from 42; any other set is a list, one seed with a trailing comma.
+    seed_text = str(len(seeds)) if seeds == list(range(42, 42 + len(seeds))) else ",".join(map(str, seeds)) + \
+        ("," if len(seeds) == 1 else "")
+    datasets = {}
+    for r in rows:
+        cfg = os.path.join(study, "runs", r["dataset"], r["model"], f"seed{r['seed']}", "config.json")
+        if r["dataset"] not in datasets or datasets[r["dataset"]] == r["dataset"]:
+            datasets[r["dataset"]] = read_json(cfg)["data"]["dataset"] if os.path.exists(cfg) else r["dataset"]
     return (f"`echorec bench accuracy --models {','.join(dict.fromkeys(r['model'] for r in rows))} --datasets "
-            f"{','.join(dict.fromkeys(r['dataset'] for r in rows))} --seeds {seeds} {flags} --out {study}`"
-            .replace("  ", " "))
+            f"{','.join(datasets.values())} --seeds {seed_text} {flags} --out {study}`".replace("  ", " "))
 
 
 def _flag_value(v) -> str:
