@@ -14,6 +14,8 @@ SECTIONS = {  # marker -> result files, in order
     "SCAN": ["scan_speed.md"],
     "MAIN": ["main.md"],
     "ABLATION": ["ablation.md"],
+    "READOUT": ["readout/results.md", "readout/paired.md"],
+    "LONG_RANGE": ["long_range.md", "long_range_notes.md"],
     "SERVE": ["serve_load.md"],
     "SCALE": ["scale_logs.md", "read_scale.md"],
     "TTQ": ["time_to_quality/results.md", "time_to_quality/notes.md"],

@@ -51,6 +51,15 @@ def se(x: torch.Tensor) -> float:
     return x.std().item() / math.sqrt(len(x))
 
 
+def run_names(runs: list[str]) -> list[str]:
+    """Each run's path below the folder the runs share (a study's runs differ above their `seed42`)."""
+    paths = [os.path.normpath(os.path.abspath(r)) for r in runs]
+    if len(paths) == 1:
+        return [os.path.basename(paths[0])]
+    common = os.path.commonpath(paths)
+    return [os.path.relpath(p, common) if p != common else os.path.basename(p) for p in paths]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+")
@@ -60,7 +69,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="also write the tables to this markdown file")
     a = ap.parse_args()
     k = a.k
-    loaded = {os.path.basename(os.path.normpath(r)): per_user(r, k) for r in a.runs}
+    loaded = {name: per_user(r, k) for name, r in zip(run_names(a.runs), a.runs)}
     digests = {name: d for name, (d, _) in loaded.items()}
     if len(set(digests.values())) > 1:
         sys.exit("score_noise.py: the runs were trained on different data (digest of the preprocessed sequences: "

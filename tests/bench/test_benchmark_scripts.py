@@ -117,3 +117,9 @@ def test_long_range_table():
     text = lr.table(rows, "a log")
     assert text.startswith("a log\n")
     assert "| last item | 0.5000 | 0.7500 |  |  |" in text and "| sasrec | 0.2500 | 0.5000 | 3 / 8 | 12 |" in text
+
+
+def test_score_noise_names_runs_by_what_differs():
+    noise = load("score_noise")
+    assert noise.run_names(["s/runs/ml/a/seed42", "s/runs/ml/b+x=1/seed42"]) == ["a/seed42", "b+x=1/seed42"]
+    assert noise.run_names(["r/one", "r/two"]) == ["one", "two"] and noise.run_names(["r/one"]) == ["one"]
