@@ -39,7 +39,7 @@ def body(files):
         if os.path.exists(path):
             text = open(path).read().strip()
             text = re.sub(r"^# .*\n", "", text).strip()  # the section heading is in the page already
-            text = re.sub(r"^### ", "### ", text, flags=re.M)  # sub-headings sit under the page's ##
+            text = re.sub(r"^## ", "### ", text, flags=re.M)  # a file's sections sit under the page's ##
             parts.append(text)
     if "scan_speed.md" in files and os.path.exists(os.path.join(HERE, "results", "scan_speed.png")):
         parts.append("![scan speed](benchmarks/results/scan_speed.png)")
