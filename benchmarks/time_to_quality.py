@@ -68,15 +68,6 @@ def settings(ds: str, mode: str, seed: int, threads: int, extra: dict) -> dict:
     return s
 
 
-def samples_per_epoch(split, train_mode: str, prefixes_per_user: int) -> int:
-    """Training samples (prefix -> next item) in one epoch of a mode: every prefix of every user's training part,
-    or min(K, that user's prefixes) per user in the sample mode (either draw takes that many)."""
-    import numpy as np
-
-    n = np.maximum(split.train_end - split.starts - 1, 0)  # prefixes of each user: targets items[start+1 .. end-1]
-    return int(np.minimum(n, prefixes_per_user).sum() if train_mode == "sample" else n.sum())
-
-
 # -- one cell (a child process) ----------------------------------------------------------------------------------
 
 def run_cell(out: str, ds: str, mode: str, seed: int, threads: int, model: str, extra: dict) -> None:
@@ -126,9 +117,8 @@ def run_cell(out: str, ds: str, mode: str, seed: int, threads: int, model: str, 
     os.makedirs(os.path.dirname(cell_record(out, ds, mode, seed)), exist_ok=True)
     write_json(cell_record(out, ds, mode, seed), {
         "dataset": label(ds), "mode": mode, "seed": seed, "model": model, "best_epoch": res.best_epoch,
-        "epochs": len(res.history), "wall_s": elapsed,
-        "samples_per_epoch": samples_per_epoch(split, rc.data.train_mode, rc.data.prefixes_per_user), "test_ndcg10": res.test[KEY], "curve": rows, "threads": threads,
-        "machines": machines, "test_ranks": ranks.tolist(),
+        "epochs": len(res.history), "wall_s": elapsed, "samples_per_epoch": res.samples_per_epoch,
+        "test_ndcg10": res.test[KEY], "curve": rows, "threads": threads, "machines": machines, "test_ranks": ranks.tolist(),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
 
 

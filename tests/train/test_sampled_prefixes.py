@@ -87,3 +87,14 @@ def test_uniform_draw_weighs_users_by_their_prefixes():
     a, b = (SampledPrefixes(split, 5, 50, 64, draw="uniform", seed=3) for _ in range(2))
     a.order(2), b.order(2)
     assert torch.equal(a.end, b.end)
+
+
+def test_train_result_counts_the_samples_of_an_epoch():
+    from echorec.api import make_config
+    from echorec.train.loop import train_model
+
+    split = _split([6, 9, 12])  # leave-one-out: 4, 7 and 10 training items, so 3 + 6 + 9 prefixes
+    for mode, k, want in (("prefix", 4, 18), ("sample", 4, 3 + 4 + 4), ("sample", 1, 3)):
+        rc = make_config(model="gru4rec", train_mode=mode, prefixes_per_user=k, epochs=1, patience=0, hidden=8,
+                         progress=False, threads=1)
+        assert train_model(rc, split, quiet=True).samples_per_epoch == want, (mode, k)

@@ -412,11 +412,11 @@ def rerun_command(study: str, rows: list[dict]) -> str:
     # --seeds N is a count from 42; any other set is a list, one seed with a trailing comma.
     seed_text = str(len(seeds)) if seeds == list(range(42, 42 + len(seeds))) else ",".join(map(str, seeds)) + \
         ("," if len(seeds) == 1 else "")
-    datasets = {}
+    datasets = {}  # label -> the path the cells trained on (every finished cell has its config.json)
     for r in rows:
-        cfg = os.path.join(study, "runs", r["dataset"], r["model"], f"seed{r['seed']}", "config.json")
-        if r["dataset"] not in datasets or datasets[r["dataset"]] == r["dataset"]:
-            datasets[r["dataset"]] = read_json(cfg)["data"]["dataset"] if os.path.exists(cfg) else r["dataset"]
+        if r["dataset"] not in datasets:
+            cfg = os.path.join(study, "runs", r["dataset"], r["model"], f"seed{r['seed']}", "config.json")
+            datasets[r["dataset"]] = read_json(cfg)["data"]["dataset"]
     return (f"`echorec bench accuracy --models {','.join(dict.fromkeys(r['model'] for r in rows))} --datasets "
             f"{','.join(datasets.values())} --seeds {seed_text} {flags} --out {study}`".replace("  ", " "))
 

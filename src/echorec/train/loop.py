@@ -62,6 +62,7 @@ class TrainResult:
     best_epoch: int
     history: list
     train_seconds: float
+    samples_per_epoch: int  # training samples (prefix -> next item) one epoch draws
 
 
 @dataclass
@@ -332,7 +333,8 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
     elif tr.ema_model is not None:
         tr.model.load_state_dict(tr.ema_model.state_dict())
     valid, test = tr.evaluate("valid", tr.model), tr.evaluate("test", tr.model)
-    return TrainResult(tr.model, valid, test, state.best_epoch, state.history, state.train_seconds)
+    return TrainResult(tr.model, valid, test, state.best_epoch, state.history, state.train_seconds,
+                       tr.batches.n_samples)
 
 
 def _progress(enabled: bool, total: int, epoch: int, initial: int):
