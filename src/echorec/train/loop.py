@@ -9,6 +9,7 @@ folder (runfolder.py).
 
 from __future__ import annotations
 
+import atexit
 import copy
 import dataclasses
 import json
@@ -51,6 +52,9 @@ def distributed() -> tuple[int, int]:
     if not dist.is_initialized():
         # gloo on CPU, nccl on GPUs; multi-node setups come from torchrun's own flags (MASTER_ADDR, ...).
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        # Torn down before the interpreter exits: torch 2.14 aborts a process that exits with the group
+        # still up ("terminate called without an active exception", exit -6), after a finished run.
+        atexit.register(dist.destroy_process_group)
     return dist.get_rank(), dist.get_world_size()
 
 
