@@ -28,7 +28,12 @@ import triton
 import triton.language as tl
 
 CHUNK = 32  # time steps per checkpoint: checkpoints are 1/32 of the states, scratch is 32 steps deep
-BLOCK_D = 32  # channels per program
+BLOCK_D = 32  # most channels per program
+# Largest (channels x state) tile per program, and the warps that hold it. The backward keeps about ten
+# such fp32 tiles live: a 1024-element tile on 4 warps sits at ptxas' 255-register cap, a 2048 one
+# spills about a kilobyte; on 8 warps a 1024 tile needs ~185-215 registers (sm_80, sm_90).
+# tests/nn/test_scan_triton_compile.py compiles every tile this picks and checks it stays in budget.
+TILE = 1024
 
 
 @triton.jit
@@ -185,15 +190,18 @@ def _bwd_kernel(u_ptr, delta_ptr, bias_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, h
     tl.store(gbias_ptr + b * dim + offs_d, gbias, mask=md)
 
 
-def _blocks(dim: int, N: int) -> tuple[int, int]:
-    return min(BLOCK_D, triton.next_power_of_2(dim)), triton.next_power_of_2(N)
+def launch_config(dim: int, N: int) -> tuple[int, int, int]:
+    """(BLOCK_D, BLOCK_N, num_warps) for a scan of `dim` channels with state size N."""
+    bn = triton.next_power_of_2(N)
+    bd = min(BLOCK_D, triton.next_power_of_2(dim), max(1, TILE // bn))
+    return bd, bn, 8 if bd * bn >= 512 else 4
 
 
 def scan_fwd(u, delta, A, Bt, Ct, D, z, bias, h0, softplus: bool, save: bool):
     """y (float32, delta's layout), last state (b, dim, N) and the chunk checkpoints (or None)."""
     b, dim, L = u.shape
     N = A.shape[1]
-    bd, bn = _blocks(dim, N)
+    bd, bn, warps = launch_config(dim, N)
     n_chunks = triton.cdiv(L, CHUNK)
     y = torch.empty_like(delta, dtype=torch.float32)
     h_last = u.new_empty(b, dim, N, dtype=torch.float32)
@@ -205,7 +213,7 @@ def scan_fwd(u, delta, A, Bt, Ct, D, z, bias, h0, softplus: bool, save: bool):
                       *u.stride(), *delta.stride(), *zz.stride(), *y.stride(), *Bt.stride(), *Ct.stride(),
                       L, dim, N, n_chunks,
                       CHUNK=CHUNK, BLOCK_D=bd, BLOCK_N=bn, SOFTPLUS=softplus, HAS_Z=z is not None,
-                      HAS_H0=h0 is not None, SAVE=save)
+                      HAS_H0=h0 is not None, SAVE=save, num_warps=warps)
     return y, h_last, (hck if save else None)
 
 
@@ -213,7 +221,7 @@ def scan_bwd(u, delta, A, Bt, Ct, D, z, bias, hck, gy, gh_last, softplus: bool):
     """Gradients (u, delta, z or None, A, D, bias, Bt, Ct, h0), float32; u/delta/z-shaped ones in u's layout."""
     b, dim, L = u.shape
     N = A.shape[1]
-    bd, bn = _blocks(dim, N)
+    bd, bn, warps = launch_config(dim, N)
     n_chunks = hck.shape[1]
     n_db = triton.cdiv(dim, bd)
     f32 = torch.float32
@@ -231,5 +239,6 @@ def scan_bwd(u, delta, A, Bt, Ct, D, z, bias, hck, gy, gh_last, softplus: bool):
                            gu, gdelta, gz if gz is not None else gu, gA_b, gD_b, gbias_b, gB_p, gC_p, gh0,
                            *u.stride(), *delta.stride(), *zz.stride(), *gy.stride(), *gu.stride(), *gdelta.stride(),
                            *Bt.stride(), *Ct.stride(), L, dim, N, n_chunks, n_db,
-                           CHUNK=CHUNK, BLOCK_D=bd, BLOCK_N=bn, SOFTPLUS=softplus, HAS_Z=z is not None)
+                           CHUNK=CHUNK, BLOCK_D=bd, BLOCK_N=bn, SOFTPLUS=softplus, HAS_Z=z is not None,
+                           num_warps=warps)
     return gu, gdelta, gz, gA_b.sum(0), gD_b.sum(0), gbias_b.sum(0), gB_p.sum(1), gC_p.sum(1), gh0
