@@ -8,7 +8,10 @@ Sections (each prints as it goes, so a run cut short still shows what it measure
   3. training epochs at the default recipes, bf16: SASRec and EchoMamba4Rec on ml-100k (3 epochs: the
      first and the steady ones) and Beauty (2 epochs); full-ranking evaluation time of the valid users;
   4. `echorec bench speed`'s cells: train ms per 1,000 samples at L = 50 / 200 / 800 (batch 64) and
-     batch-1 inference latency (p50), SASRec and EchoMamba4Rec.
+     batch-1 inference latency (p50), SASRec and EchoMamba4Rec;
+  5. `--compile true` on ml-100k, mode default and reduce-overhead (CUDA graphs), beside section 3's eager
+     epochs and metrics: whether compiling pays for itself, and whether it moves the metrics. Last, because
+     it may be the slowest: its table is rewritten after every row, so a run cut short keeps what it measured.
 
 --dry-run runs every section on the CPU with tiny sizes and synthetic data (Triton in its interpreter),
 so the script is known to work before GPU time is spent on it. Nothing here is estimated: a section
@@ -18,6 +21,7 @@ that cannot run says so in the table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -142,7 +146,15 @@ def layer_section(dev, dry: bool) -> list[str]:
     return rows
 
 
-def train_section(dev, data: dict, dry: bool) -> list[str]:
+EAGER: dict = {}  # (dataset, model) -> (epoch seconds, last valid NDCG@10) of section 3, for section 5
+
+
+def _fmt_run(res) -> tuple[str, str, float]:
+    secs = [h["seconds"] for h in res.history]
+    return f"{secs[0]:.2f}", ", ".join(f"{x:.2f}" for x in (secs[1:] or secs)), res.history[-1]["valid_ndcg@10"]
+
+
+def train_section(dev, data: dict, dry: bool, flush=None) -> list[str]:
     import torch
 
     from echorec.config import RunConfig
@@ -173,6 +185,7 @@ def train_section(dev, data: dict, dry: bool) -> list[str]:
                 continue
             secs = [h["seconds"] for h in res.history]
             later = secs[1:] or secs
+            EAGER[(label, model)] = (secs, res.history[-1]["valid_ndcg@10"])
             ev = median_time(lambda: evaluate(res.model, split, "valid", rc.eval, rc.data.max_len, dev), dev, 3, 0)
             rows.append(f"| {label} | {model} | {secs[0]:.2f} | {', '.join(f'{s:.2f}' for s in later)} | "
                         f"{res.history[-1]['samples_per_s']:,.0f} | {ev:.3f} | {res.history[-1]['valid_ndcg@10']:.4f} |")
@@ -204,6 +217,66 @@ def speed_section(dev, dry: bool) -> list[str]:
     return rows
 
 
+@contextlib.contextmanager
+def _trace_only(dry: bool):
+    """In a dry run, torch.compile with dynamo's "eager" backend: the model is traced exactly as on the GPU
+    (graph breaks, guards, recompiles per shape) but no kernels are generated, which on a CPU takes minutes."""
+    import torch
+
+    real = torch.compile
+    if dry:
+        torch.compile = lambda model, mode=None, **kw: real(model, backend="eager")
+    try:
+        yield
+    finally:
+        torch.compile = real
+
+
+def compile_section(dev, data: dict, dry: bool, flush=None) -> list[str]:
+    import torch
+
+    from echorec.config import RunConfig
+    from echorec.data.split import load_split
+    from echorec.models import get_model_class
+    from echorec.train.loop import train_model
+
+    label = "synthetic" if dry else "ml-100k"
+    path, epochs = data[label]
+    modes = ("default",) if dry else ("default", "reduce-overhead")
+    rows = [f"{label}, the training section's recipe and seed, {epochs} epochs; epoch 1 includes compiling. Eager "
+            "figures are section 3's, from this same run.", "",
+            "| model | mode | epoch 1 s | later epochs s | valid NDCG@10 (last) | eager: epoch 1 / later s | eager NDCG@10 |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    split = None
+    for model in ("sasrec", "echomamba4rec"):
+        for mode in modes:
+            rc = RunConfig(model=model, model_cfg=get_model_class(model).Config())
+            rc.data.dataset = path
+            rc.train.epochs, rc.train.patience, rc.train.progress = epochs, 0, False
+            rc.train.device, rc.train.compile, rc.train.compile_mode = str(dev), True, mode
+            if dry:
+                rc.train.batch_size = 32
+            if split is None:
+                _, split = load_split(rc.data)
+            eager = EAGER.get((label, model))
+            ecells = (f"{eager[0][0]:.2f} / {', '.join(f'{x:.2f}' for x in eager[0][1:])} | {eager[1]:.4f}" if eager
+                      else "(not run) |")
+            try:
+                torch._dynamo.reset()  # each row compiles from scratch, as a fresh run would
+                with _trace_only(dry):
+                    first, later, ndcg = _fmt_run(train_model(rc, split, None, quiet=True))
+                rows.append(f"| {model} | {mode} | {first} | {later} | {ndcg:.4f} | {ecells} |")
+            except Exception as e:
+                rows.append(f"| {model} | {mode} | failed: {type(e).__name__}: {str(e)[:120]} | | | {ecells} |")
+                traceback.print_exc()
+            print(rows[-1], flush=True)
+            if flush:
+                flush(rows)
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+    return rows
+
+
 def synthetic(folder: str) -> str:
     import numpy as np
 
@@ -221,7 +294,7 @@ def main() -> int:
     ap.add_argument("--data", default=os.path.join(HERE, "..", ".gpu", "data"),
                     help="folder with ml-100k.inter and Beauty.txt (benchmarks/gpu_prepare.sh copies them)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "gpu.md"))
-    ap.add_argument("--sections", default="scan,layer,train,speed")
+    ap.add_argument("--sections", default="scan,layer,train,speed,compile")
     args = ap.parse_args()
     if args.dry_run:
         os.environ.setdefault("TRITON_INTERPRET", "1")  # before the Triton kernels are imported
@@ -251,22 +324,32 @@ def main() -> int:
     sections = {"scan": ("Selective scan: agreement with the reference", lambda: scan_section(dev, args.dry_run)),
                 "layer": ("One Mamba layer vs one attention block", lambda: layer_section(dev, args.dry_run)),
                 "train": ("Training epochs and evaluation", lambda: train_section(dev, data, args.dry_run)),
-                "speed": ("Speed cells", lambda: speed_section(dev, args.dry_run))}
-    body = []
+                "speed": ("Speed cells", lambda: speed_section(dev, args.dry_run)),
+                "compile": ("torch.compile and CUDA graphs", lambda: compile_section(dev, data, args.dry_run, flush))}
+    body: list[str] = []
+
+    def write(extra: list[str]) -> None:
+        # Rewritten after every section (and every row of the long ones): a run cut short keeps what it measured.
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            f.write("\n".join(head + body + extra + ["## The first GPU reading (81d3349, before this check existed)",
+                                                     "", BASELINE_81D3349]))
+
     for name in args.sections.split(","):
         title, fn = sections[name]
         t0 = time.perf_counter()
         print(f"== {title}", flush=True)
+
+        def flush(rows, title=title):
+            write([f"## {title}", "", *rows, "", "(cut short here if nothing follows)", ""])
+
         try:
             rows = fn()
         except Exception as e:
             traceback.print_exc()
             rows = [f"failed: {type(e).__name__}: {e}"]
         body += [f"## {title}", "", *rows, "", f"({time.perf_counter() - t0:.0f} s)", ""]
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:  # rewritten after every section: a run cut short keeps what it measured
-            f.write("\n".join(head + body + ["## The first GPU reading (81d3349, before this check existed)", "",
-                                             BASELINE_81D3349]))
+        write([])
     print(f"wrote {args.out}")
     return 0
 

@@ -100,10 +100,15 @@ class TrainConfig:
     label_smoothing: float = setting(0.0, "full CE only: the target keeps 1 - s of its mass, s is spread over all "
                                      "items", low=0, high=1, high_open=True)
     compile: bool = setting(False, "torch.compile the model (pays off on GPUs; the first steps are slow)")
+    compile_mode: str = setting("default", "torch.compile's mode with --compile true; reduce-overhead also records "
+                                "CUDA graphs (one per bucketed batch width, fewest launches, CUDA only)",
+                                choices=("default", "reduce-overhead", "max-autotune-no-cudagraphs"))
 
     def check(self) -> None:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise EchorecError(f"--device {self.device!r}: use auto, cpu, cuda or cuda:N")
+        if self.compile_mode != "default" and not self.compile:
+            raise EchorecError(f"--compile-mode {self.compile_mode} needs --compile true")
         if self.label_smoothing and self.loss == "sampled":
             # Smoothing over a sampled set would spread mass onto a few random items, not the catalog: another loss.
             raise EchorecError("--label-smoothing applies to the full-softmax loss; use it with --loss full")

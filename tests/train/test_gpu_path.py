@@ -65,3 +65,28 @@ def test_non_finite_loss_is_reported_at_its_step(tmp_path, data, small_sasrec, m
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: loss is inf at epoch 1 step 4;") or err.startswith("error: loss is nan at epoch 1 step 4;"), err
     assert not (out / "checkpoint.safetensors").exists()  # the bad steps never reached a checkpoint
+
+
+@pytest.mark.parametrize("name", ["sasrec", "echomamba4rec"])
+def test_training_step_traces_into_one_graph(name):
+    """The prefix-mode training forward holds no branch on a tensor's value: on a GPU such a branch is a host
+    round-trip every step, and under torch.compile a graph break. (The Mamba scan runs as torch ops here: the
+    numba kernels are opaque to tracing, the Triton ones are traced on CUDA.)"""
+    from echorec.data.split import Batch
+    from echorec.models import build_model
+    from echorec.nn.mamba import Mamba
+
+    torch.manual_seed(0)
+    model = build_model(name, 200, None, 50).train()
+    for m in model.modules():
+        if isinstance(m, Mamba):
+            m.backend = "torch"
+    seq = torch.randint(1, 200, (8, 24))
+    seq[:3, :5] = 0  # some rows padded, as in nearly every rounded-up batch
+    torch._dynamo.reset()
+    ex = torch._dynamo.explain(model)(Batch(seq, target=torch.randint(1, 200, (8,))))
+    assert ex.graph_break_count == 0 and ex.graph_count == 1, [str(r.reason)[:300] for r in ex.break_reasons]
+
+
+def test_a_compile_mode_without_compile_is_refused(refused):
+    assert "--compile-mode reduce-overhead needs --compile true" in refused("--compile-mode", "reduce-overhead")

@@ -2,8 +2,10 @@
 
 Attention runs through `scaled_dot_product_attention`. Padding handling: a real query never attends
 to a padded key; a padded query attends only to itself (its output is never read, but an all-masked
-row would give NaN). With no padding in the batch and a causal model, the fused `is_causal` path is
-used and no mask is built at all.
+row would give NaN). On the CPU, a causal batch with no padding takes the fused `is_causal` path and
+builds no mask. Elsewhere the mask is always built: asking whether a batch has padding reads a device
+value back (a host round-trip every step, and a graph break under torch.compile), and on a GPU the
+widths are rounded up, so nearly every batch is padded anyway.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from echorec.nn.dropout import Dropout, dropout
 def attention_mask(real: torch.Tensor, causal: bool) -> torch.Tensor | None:
     """(B, L) bool real-token mask -> (B, 1, L, L) bool 'may attend', or None when nothing is masked."""
     B, L = real.shape
-    if causal and bool(real.all()):
+    if causal and real.device.type == "cpu" and not torch.compiler.is_compiling() and bool(real.all()):
         return None
     eye = torch.eye(L, dtype=torch.bool, device=real.device)
     allowed = real[:, None, :] | eye  # (B, L, L): real keys, plus self for pad queries

@@ -4,7 +4,8 @@ On the CPU, torch's `bernoulli_` (behind nn.Dropout) draws ~7 ns per element fro
 38% of a SASRec training step on ml-100k. Here the mask comes from numpy's PCG64 byte stream
 (~0.3 ns per byte): 16 random bits per element, kept when >= round(p * 2^16), so the drop rate is
 p to within 2^-16. Each call seeds its PCG64 from torch's generator, so `torch.manual_seed` still
-fixes every mask. On CUDA, torch's own (Philox) dropout is already fast and is used as is.
+fixes every mask. On CUDA, torch's own (Philox) dropout is already fast and is used as is; so it is
+under torch.compile, which generates its own masks in the fused kernels (numpy would be traced, not run).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def keep_mask(shape, p: float, device=None) -> torch.Tensor:
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu":
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
         return F.dropout(x, p, True)
     if p >= 1.0:
         return x * 0.0

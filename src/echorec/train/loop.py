@@ -169,7 +169,7 @@ def setup(rc: RunConfig, split: Split, out: str | None, quiet: bool) -> Trainer:
     else:
         batches = BatchIterator(split, start, end, d.max_len, t.batch_size, mode=d.train_mode, bucket=t.bucket,
                                 seed=t.seed, device=device, multiple=multiple)
-    step_model = torch.compile(model) if t.compile else model
+    step_model = torch.compile(model, mode=t.compile_mode) if t.compile else model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -211,10 +211,13 @@ def run_epoch(tr: Trainer, state: LoopState) -> float:
     bad_step = torch.tensor(-1, device=tr.device)
     bad_loss = torch.tensor(0.0, device=tr.device)
     shard = (tr.rank, tr.world) if tr.world > 1 else None
+    graphs = t.compile and t.compile_mode == "reduce-overhead" and tr.device.type == "cuda"
     for step, batch in tr.batches.epoch(state.epoch, state.step, shard):
         batch.label_smoothing = t.label_smoothing
         if t.loss == "sampled":
             batch.negatives = torch.randint(1, tr.split.n_items + 1, (t.negatives,)).to(tr.device)
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()  # a new training step: the last step's graph outputs are done
         with torch.autocast(device_type=tr.device.type, dtype=tr.amp or torch.bfloat16, enabled=tr.amp is not None):
             loss = tr.step_model(batch)
         first = (bad_step < 0) & ~torch.isfinite(loss.detach())
