@@ -9,7 +9,9 @@ Sections (each prints as it goes, so a run cut short still shows what it measure
      first and the steady ones) and Beauty (2 epochs); full-ranking evaluation time of the valid users;
   4. `echorec bench speed`'s cells: train ms per 1,000 samples at L = 50 / 200 / 800 (batch 64) and
      batch-1 inference latency (p50), SASRec and EchoMamba4Rec;
-  5. `--compile true` on ml-100k, mode default and reduce-overhead (CUDA graphs), beside section 3's eager
+  5. the Triton scan's tile (channels per program, warps) swept around launch_config's pick, forward +
+     backward at the flagship's shape, so the static choice can be checked against the card;
+  6. `--compile true` on ml-100k, mode default and reduce-overhead (CUDA graphs), beside section 3's eager
      epochs and metrics: whether compiling pays for itself, and whether it moves the metrics. Last, because
      it may be the slowest: its table is rewritten after every row, so a run cut short keeps what it measured.
 
@@ -217,6 +219,49 @@ def speed_section(dev, dry: bool) -> list[str]:
     return rows
 
 
+def tiles_section(dev, dry: bool) -> list[str]:
+    import torch
+
+    from echorec.nn import _kernels
+    from echorec.nn.ssm import selective_scan
+
+    S = _kernels.triton_scan()
+    if S is None:
+        return ["triton is not installed here"]
+    b, d, L, N, reps = (1, 8, 6, 16, 1) if dry else (64, 128, 200, 32, 10)
+    g = torch.Generator().manual_seed(0)
+    r = lambda *s: torch.randn(*s, generator=g).to(dev)  # noqa: E731
+    base = {"u": r(b, d, L), "delta": r(b, d, L) - 1, "A": -torch.exp(r(d, N) * 0.5), "B": r(b, N, L),
+            "C": r(b, N, L), "D": r(d), "z": r(b, d, L), "delta_bias": r(d) * 0.5}
+    t = {k: v.clone().requires_grad_(True) for k, v in base.items()}
+    gy = r(b, d, L)
+
+    def step():
+        y = selective_scan(t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], t["z"], t["delta_bias"],
+                           delta_softplus=True, backend="triton")
+        y.backward(gy)
+
+    pick = S.launch_config(d, N)
+    rows = [f"selective_scan(backend='triton') forward + backward, batch {b}, dim {d}, L {L}, N {N}, fp32, median of "
+            f"{reps}; launch_config picks {pick[0]} channels on {pick[2]} warps.", "",
+            "| channels per program | warps | ms | |", "|---:|---:|---:|---|"]
+    real = S.launch_config
+    try:
+        for bd, warps in ((32, 8), (32, 4), (16, 8), (16, 4), (8, 4), (64, 8)):
+            S.launch_config = lambda dim, n, bd=bd, warps=warps: (min(bd, 1 << (dim - 1).bit_length()),
+                                                                  1 << (n - 1).bit_length(), warps)
+            try:
+                ms = f"{median_time(step, dev, reps) * 1000:.2f}"
+            except Exception as e:
+                ms = f"failed: {type(e).__name__}"
+                traceback.print_exc()
+            rows.append(f"| {bd} | {warps} | {ms} | {'(the pick)' if (bd, warps) == (pick[0], pick[2]) else ''} |")
+            print(rows[-1], flush=True)
+    finally:
+        S.launch_config = real
+    return rows
+
+
 @contextlib.contextmanager
 def _trace_only(dry: bool):
     """In a dry run, torch.compile with dynamo's "eager" backend: the model is traced exactly as on the GPU
@@ -294,7 +339,7 @@ def main() -> int:
     ap.add_argument("--data", default=os.path.join(HERE, "..", ".gpu", "data"),
                     help="folder with ml-100k.inter and Beauty.txt (benchmarks/gpu_prepare.sh copies them)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "gpu.md"))
-    ap.add_argument("--sections", default="scan,layer,train,speed,compile")
+    ap.add_argument("--sections", default="scan,layer,train,speed,tiles,compile")
     args = ap.parse_args()
     if args.dry_run:
         os.environ.setdefault("TRITON_INTERPRET", "1")  # before the Triton kernels are imported
@@ -325,6 +370,7 @@ def main() -> int:
                 "layer": ("One Mamba layer vs one attention block", lambda: layer_section(dev, args.dry_run)),
                 "train": ("Training epochs and evaluation", lambda: train_section(dev, data, args.dry_run)),
                 "speed": ("Speed cells", lambda: speed_section(dev, args.dry_run)),
+                "tiles": ("Triton scan tiles", lambda: tiles_section(dev, args.dry_run)),
                 "compile": ("torch.compile and CUDA graphs", lambda: compile_section(dev, data, args.dry_run, flush))}
     body: list[str] = []
 
