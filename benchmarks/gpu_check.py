@@ -228,37 +228,50 @@ def tiles_section(dev, dry: bool) -> list[str]:
     S = _kernels.triton_scan()
     if S is None:
         return ["triton is not installed here"]
-    b, d, L, N, reps = (1, 8, 6, 16, 1) if dry else (64, 128, 200, 32, 10)
-    g = torch.Generator().manual_seed(0)
-    r = lambda *s: torch.randn(*s, generator=g).to(dev)  # noqa: E731
-    base = {"u": r(b, d, L), "delta": r(b, d, L) - 1, "A": -torch.exp(r(d, N) * 0.5), "B": r(b, N, L),
-            "C": r(b, N, L), "D": r(d), "z": r(b, d, L), "delta_bias": r(d) * 0.5}
-    t = {k: v.clone().requires_grad_(True) for k, v in base.items()}
-    gy = r(b, d, L)
-
-    def step():
-        y = selective_scan(t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], t["z"], t["delta_bias"],
-                           delta_softplus=True, backend="triton")
-        y.backward(gy)
-
-    pick = S.launch_config(d, N)
-    rows = [f"selective_scan(backend='triton') forward + backward, batch {b}, dim {d}, L {L}, N {N}, fp32, median of "
-            f"{reps}; launch_config picks {pick[0]} channels on {pick[2]} warps.", "",
-            "| channels per program | warps | ms | |", "|---:|---:|---:|---|"]
+    # (case, batch, dim, L, N, repeats, with backward): a training step's scan, and batch-1 inference at L 800
+    # (the latency target), where few programs run and fewer channels each may shorten every time step.
+    cases = [("train", 1, 8, 6, 16, 1, True), ("batch-1", 1, 8, 6, 16, 1, False)] if dry else \
+        [("train", 64, 128, 200, 32, 10, True), ("batch-1", 1, 128, 800, 32, 20, False)]
+    tiles = ((32, 8), (32, 4), (16, 8), (16, 4), (8, 4), (4, 4), (64, 8))
+    what = "; ".join(f"{c[0]}: batch {c[1]}, dim {c[2]}, L {c[3]}, N {c[4]}, "
+                     f"{'forward + backward' if c[6] else 'forward only (no grad)'}, median of {c[5]}" for c in cases)
+    rows = [f"selective_scan(backend='triton'), fp32, z, D and delta_bias given. {what}. "
+            "(pick) marks launch_config's choice.", "",
+            "| channels per program | warps | " + " | ".join(f"{c[0]} ms" for c in cases) + " |",
+            "|---:|---:|" + "---:|" * len(cases)]
     real = S.launch_config
+    timings = {}
     try:
-        for bd, warps in ((32, 8), (32, 4), (16, 8), (16, 4), (8, 4), (64, 8)):
-            S.launch_config = lambda dim, n, bd=bd, warps=warps: (min(bd, 1 << (dim - 1).bit_length()),
-                                                                  1 << (n - 1).bit_length(), warps)
-            try:
-                ms = f"{median_time(step, dev, reps) * 1000:.2f}"
-            except Exception as e:
-                ms = f"failed: {type(e).__name__}"
-                traceback.print_exc()
-            rows.append(f"| {bd} | {warps} | {ms} | {'(the pick)' if (bd, warps) == (pick[0], pick[2]) else ''} |")
-            print(rows[-1], flush=True)
+        for name, b, d, L, N, reps, grad in cases:
+            g = torch.Generator().manual_seed(0)
+            r = lambda *s: torch.randn(*s, generator=g).to(dev)  # noqa: E731
+            t = {"u": r(b, d, L), "delta": r(b, d, L) - 1, "A": -torch.exp(r(d, N) * 0.5), "B": r(b, N, L),
+                 "C": r(b, N, L), "D": r(d), "z": r(b, d, L), "delta_bias": r(d) * 0.5}
+            t = {k: v.requires_grad_(grad) for k, v in t.items()}
+            gy = r(b, d, L)
+
+            def step(t=t, gy=gy, grad=grad):
+                with torch.set_grad_enabled(grad):
+                    y = selective_scan(t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], t["z"], t["delta_bias"],
+                                       delta_softplus=True, backend="triton")
+                if grad:
+                    y.backward(gy)
+
+            pick = real(d, N)
+            for bd, warps in tiles:
+                S.launch_config = lambda dim, n, bd=bd, warps=warps: (min(bd, 1 << (dim - 1).bit_length()),
+                                                                      1 << (n - 1).bit_length(), warps)
+                try:
+                    cell = f"{median_time(step, dev, reps) * 1000:.2f}"
+                except Exception as e:
+                    cell = f"failed: {type(e).__name__}"
+                    traceback.print_exc()
+                timings[(bd, warps, name)] = cell + (" (pick)" if (bd, warps) == (pick[0], pick[2]) else "")
+                print(f"tiles {name} {bd}x{warps}: {timings[(bd, warps, name)]}", flush=True)
     finally:
         S.launch_config = real
+    for bd, warps in tiles:
+        rows.append(f"| {bd} | {warps} | " + " | ".join(timings.get((bd, warps, c[0]), "") for c in cases) + " |")
     return rows
 
 

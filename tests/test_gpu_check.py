@@ -21,4 +21,4 @@ def test_gpu_check_dry_run_writes_every_section(tmp_path):
         assert f"## {title}" in md
     assert "| triton |" in md and "| synthetic | echomamba4rec |" in md
     assert "| sasrec | default |" in md and "| echomamba4rec | default |" in md and "(not run)" not in md
-    assert "(the pick)" in md
+    assert "(pick)" in md and "batch-1 ms" in md
