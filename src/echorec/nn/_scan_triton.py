@@ -49,7 +49,13 @@ def _sigmoid(x):
     return tl.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-@triton.jit
+# The sequence length and the chunk count change with every batch width; Triton would compile a variant per
+# value class (multiple of 16, equal to 1), four per kernel over one epoch's widths, each a pause in the first
+# epoch. They only bound loops and masks, so they are left unspecialised: one variant per kernel and layout.
+_VARYING = ("L", "n_chunks")
+
+
+@triton.jit(do_not_specialize=_VARYING)
 def _fwd_kernel(u_ptr, delta_ptr, bias_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, h0_ptr,
                 y_ptr, hlast_ptr, hck_ptr,
                 su_b, su_d, su_l, sd_b, sd_d, sd_l, sz_b, sz_d, sz_l, sy_b, sy_d, sy_l,
@@ -95,7 +101,7 @@ def _fwd_kernel(u_ptr, delta_ptr, bias_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, h
     tl.store(hlast_ptr + b * dim * N + dn, h, mask=m2)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_VARYING)
 def _bwd_kernel(u_ptr, delta_ptr, bias_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, hck_ptr, scratch_ptr,
                 gy_ptr, ghlast_ptr,
                 gu_ptr, gdelta_ptr, gz_ptr, gA_ptr, gD_ptr, gbias_ptr, gB_ptr, gC_ptr, gh0_ptr,
