@@ -9,8 +9,8 @@ Sections (each prints as it goes, so a run cut short still shows what it measure
      first and the steady ones) and Beauty (2 epochs); full-ranking evaluation time of the valid users;
   4. `echorec bench speed`'s cells: train ms per 1,000 samples at L = 50 / 200 / 800 (batch 64) and
      batch-1 inference latency (p50), SASRec and EchoMamba4Rec;
-  5. the Triton scan's tile (channels per program, warps) swept around launch_config's pick, forward +
-     backward at the flagship's shape, so the static choice can be checked against the card;
+  5. the Triton scan's tile (channels per program, warps) swept around launch_config's pick, at a training
+     step's shape (forward + backward) and at batch-1 inference, L 800, so the static choice meets the card;
   6. `--compile true` on ml-100k, mode default and reduce-overhead (CUDA graphs), beside section 3's eager
      epochs and metrics: whether compiling pays for itself, and whether it moves the metrics. Last, because
      it may be the slowest: its table is rewritten after every row, so a run cut short keeps what it measured.
@@ -148,15 +148,16 @@ def layer_section(dev, dry: bool) -> list[str]:
     return rows
 
 
-EAGER: dict = {}  # (dataset, model) -> (epoch seconds, last valid NDCG@10) of section 3, for section 5
+EAGER: dict = {}  # (dataset, model) -> section 3's _fmt_run cells, shown beside section 6's compiled runs
 
 
-def _fmt_run(res) -> tuple[str, str, float]:
+def _fmt_run(res) -> tuple[str, str, str]:
+    """A run's table cells: epoch 1 seconds, the later epochs' seconds, the last valid NDCG@10."""
     secs = [h["seconds"] for h in res.history]
-    return f"{secs[0]:.2f}", ", ".join(f"{x:.2f}" for x in (secs[1:] or secs)), res.history[-1]["valid_ndcg@10"]
+    return f"{secs[0]:.2f}", ", ".join(f"{x:.2f}" for x in (secs[1:] or secs)), f"{res.history[-1]['valid_ndcg@10']:.4f}"
 
 
-def train_section(dev, data: dict, dry: bool, flush=None) -> list[str]:
+def train_section(dev, data: dict, dry: bool) -> list[str]:
     import torch
 
     from echorec.config import RunConfig
@@ -185,12 +186,10 @@ def train_section(dev, data: dict, dry: bool, flush=None) -> list[str]:
                 rows.append(f"| {label} | {model} | failed: {type(e).__name__}: {e} | | | | |")
                 traceback.print_exc()
                 continue
-            secs = [h["seconds"] for h in res.history]
-            later = secs[1:] or secs
-            EAGER[(label, model)] = (secs, res.history[-1]["valid_ndcg@10"])
+            first, later, ndcg = EAGER[(label, model)] = _fmt_run(res)
             ev = median_time(lambda: evaluate(res.model, split, "valid", rc.eval, rc.data.max_len, dev), dev, 3, 0)
-            rows.append(f"| {label} | {model} | {secs[0]:.2f} | {', '.join(f'{s:.2f}' for s in later)} | "
-                        f"{res.history[-1]['samples_per_s']:,.0f} | {ev:.3f} | {res.history[-1]['valid_ndcg@10']:.4f} |")
+            rows.append(f"| {label} | {model} | {first} | {later} | {res.history[-1]['samples_per_s']:,.0f} | "
+                        f"{ev:.3f} | {ndcg} |")
             print(rows[-1], flush=True)
             del res
             if dev.type == "cuda":
@@ -259,8 +258,8 @@ def tiles_section(dev, dry: bool) -> list[str]:
 
             pick = real(d, N)
             for bd, warps in tiles:
-                S.launch_config = lambda dim, n, bd=bd, warps=warps: (min(bd, 1 << (dim - 1).bit_length()),
-                                                                      1 << (n - 1).bit_length(), warps)
+                p2 = S.triton.next_power_of_2
+                S.launch_config = lambda dim, n, bd=bd, warps=warps: (min(bd, p2(dim)), p2(n), warps)
                 try:
                     cell = f"{median_time(step, dev, reps) * 1000:.2f}"
                 except Exception as e:
@@ -317,13 +316,12 @@ def compile_section(dev, data: dict, dry: bool, flush=None) -> list[str]:
             if split is None:
                 _, split = load_split(rc.data)
             eager = EAGER.get((label, model))
-            ecells = (f"{eager[0][0]:.2f} / {', '.join(f'{x:.2f}' for x in eager[0][1:])} | {eager[1]:.4f}" if eager
-                      else "(not run) |")
+            ecells = f"{eager[0]} / {eager[1]} | {eager[2]}" if eager else "(not run) |"
             try:
                 torch._dynamo.reset()  # each row compiles from scratch, as a fresh run would
                 with _trace_only(dry):
                     first, later, ndcg = _fmt_run(train_model(rc, split, None, quiet=True))
-                rows.append(f"| {model} | {mode} | {first} | {later} | {ndcg:.4f} | {ecells} |")
+                rows.append(f"| {model} | {mode} | {first} | {later} | {ndcg} | {ecells} |")
             except Exception as e:
                 rows.append(f"| {model} | {mode} | failed: {type(e).__name__}: {str(e)[:120]} | | | {ecells} |")
                 traceback.print_exc()

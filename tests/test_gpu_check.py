@@ -16,8 +16,8 @@ def test_gpu_check_dry_run_writes_every_section(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     md = out.read_text()
     assert "DRY RUN" in md and "failed" not in md, md
-    for title in ("Selective scan", "One Mamba layer", "Training epochs", "Speed cells", "Triton scan tiles", "torch.compile and CUDA graphs",
-                  "The first GPU reading"):
+    for title in ("Selective scan", "One Mamba layer", "Training epochs", "Speed cells", "Triton scan tiles",
+                  "torch.compile and CUDA graphs", "The first GPU reading"):
         assert f"## {title}" in md
     assert "| triton |" in md and "| synthetic | echomamba4rec |" in md
     assert "| sasrec | default |" in md and "| echomamba4rec | default |" in md and "(not run)" not in md

@@ -99,7 +99,8 @@ class TrainConfig:
                                  "Adam)")
     label_smoothing: float = setting(0.0, "full CE only: the target keeps 1 - s of its mass, s is spread over all "
                                      "items", low=0, high=1, high_open=True)
-    compile: bool = setting(False, "torch.compile the model (pays off on GPUs; the first steps are slow)")
+    compile: bool = setting(False, "torch.compile the model (the first steps compile; on a CPU it is slower, on a "
+                            "GPU see benchmarks/results/gpu.md)")
     compile_mode: str = setting("default", "torch.compile's mode with --compile true; reduce-overhead also records "
                                 "CUDA graphs (one per bucketed batch width, fewest launches, CUDA only)",
                                 choices=("default", "reduce-overhead", "max-autotune-no-cudagraphs"))
