@@ -330,9 +330,16 @@ def cmd_bench(argv):
     p = Parser(prog="echorec bench accuracy",
                 description="Train models x datasets x seeds under one protocol; write results.csv/.md and "
                             "learning curves. Resumable: finished cells are skipped.")
-    p.add_argument("--models", required=True, help="comma-separated model specs: a registered model, optionally "
+    p.add_argument("--models", help="comma-separated model specs: a registered model, optionally "
                    "with settings of its own for an ablation column (echomamba4rec+filter=false)")
-    p.add_argument("--datasets", required=True, help="comma-separated named datasets or paths")
+    p.add_argument("--datasets", help="comma-separated named datasets or paths")
+    p.add_argument("--plan", default=None, help="a leaderboard plan (YAML: datasets, models with their recipes, "
+                   "seeds, modes side-by-side, tuning budget; see benchmarks/leaderboard.yaml): runs what is "
+                   "missing of it into --out, records first; --models/--datasets/--seeds and the protocol flags "
+                   "then come from the plan")
+    p.add_argument("--report", action="store_true", help="with --plan: only rewrite the tables from the records")
+    p.add_argument("--max-jobs", type=int, default=0, help="with --plan: start at most this many jobs, then stop "
+                   "(a slice of the work; 0: all)")
     p.add_argument("--seeds", default="3", help="a count (3: seeds 42, 43, 44) or a list (1,2,3)")
     p.add_argument("--out", required=True, help="study folder (created; re-running continues it)")
     p.add_argument("--budget", type=int, default=0,
@@ -347,6 +354,18 @@ def cmd_bench(argv):
     p.epilog = ("Any model setting may follow as a flag (--layers 2 --dropout 0.4): it applies to every model of "
                 "the study that has it, and shows in the model's column (echomamba4rec+layers=2).")
     args, extra = p.parse_known_args(argv[1:])
+    if args.plan:
+        from echorec.bench.leaderboard import run_plan
+
+        if args.models or args.datasets or extra or _protocol(args):
+            raise EchorecError("--plan sets the models, datasets and protocol itself; drop --models, --datasets and "
+                               "the protocol flags")
+        run_plan(args.plan, args.out, jobs=args.jobs, threads=args.threads, log=lambda m: print(m, flush=True),
+                 report_only=args.report, max_jobs=args.max_jobs)
+        print(f"tables: {os.path.join(args.out, 'results.md')}")
+        return
+    if not args.models or not args.datasets:
+        raise EchorecError("bench accuracy needs --models and --datasets (or a --plan)")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     proto, models = _study_settings(args, extra, models)
     datasets = [x.strip() for x in args.datasets.split(",") if x.strip()]

@@ -357,8 +357,9 @@ def _progress(enabled: bool, total: int, epoch: int, initial: int):
 
 
 def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = False, overwrite: bool = False,
-                 allow_data_change: bool = False) -> dict:
+                 allow_data_change: bool = False, callback=None) -> dict:
     """`echorec train`: every check, then the data, then (rank 0 only) the run folder; returns metrics.json.
+    `callback(epoch, model, row)` runs after each epoch's validation (train_model's).
 
     A resume checks that the data is the data the run started on (meta.data_digest), unless
     `allow_data_change`."""
@@ -412,7 +413,7 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
                       params=flatten(run_config_to_dict(rc)) | {"model": rc.model})
     tracker.line(f"{'resume' if resume else 'train'} {rc.model} on {rc.data.dataset} -> {out}")
     try:
-        res = train_model(rc, split, out, quiet, resume=resume, tracker=tracker)
+        res = train_model(rc, split, out, quiet, callback=callback, resume=resume, tracker=tracker)
         folder.write_weights(res.model.state_dict())
         eval_label = f"sampled ({rc.eval.sampled} negatives)" if rc.eval.sampled else "full ranking"
         metrics = {"valid": res.valid, "test": res.test, "best_epoch": res.best_epoch,
