@@ -616,6 +616,10 @@ def _schedule(out: str, plan: Plan, jobs: int, threads: int, log, max_jobs: int)
                 except EchorecError as e:
                     failed[job.key] = logpath
                     log(f"{job.tag}: FAILED ({e})")
+                    continue
+                from echorec.bench.leaderboard_report import write_report
+
+                write_report(out, plan)  # the tables follow the records as they land
     finally:
         for proc, *_ in running.values():
             proc.terminate()
