@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from echorec import sysinfo
+from echorec.models.base import Objective
 
 
 def rss(key="VmRSS") -> float:
@@ -43,8 +44,8 @@ def synthetic(n_items: int, n_users: int, seed: int = 0):
 
 
 def child(what: str, n_items: int, n_users: int, chunk: int) -> None:
-    from echorec.data.split import BatchIterator, leave_one_out
     from echorec.config import EvalConfig
+    from echorec.data.split import BatchIterator, leave_one_out
     from echorec.eval.evaluate import evaluate
     from echorec.models.sasrec import SASRec, SASRecConfig
 
@@ -62,8 +63,7 @@ def child(what: str, n_items: int, n_users: int, chunk: int) -> None:
                 base = rss()
                 t0 = time.perf_counter()
             b = it.make(idx)
-            b.negatives = torch.randint(1, n_items + 1, (1000,))
-            loss = model.loss(b)
+            loss = model.loss(b, Objective(negatives=torch.randint(1, n_items + 1, (1000,))))
             opt.zero_grad()
             loss.backward()
             opt.step()

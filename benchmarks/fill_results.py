@@ -46,7 +46,8 @@ def body(files):
     for f in files:
         if f in IMAGES:
             imgs = sorted(glob.glob(os.path.join(HERE, "results", IMAGES[f])))
-            parts.append(" ".join(f"![{os.path.basename(i)}](benchmarks/results/{os.path.relpath(i, os.path.join(HERE, 'results'))})"
+            parts.append(" ".join(f"![{os.path.basename(i)}]"
+                                  f"(benchmarks/results/{os.path.relpath(i, os.path.join(HERE, 'results'))})"
                                   for i in imgs))
     return "\n\n".join(parts) or "(not measured yet)"
 

@@ -164,7 +164,7 @@ def train_section(dev, data: dict, dry: bool) -> list[str]:
     from echorec.data.split import load_split
     from echorec.eval.evaluate import evaluate
     from echorec.models import get_model_class
-    from echorec.train.loop import train_model
+    from echorec.training.loop import train_model
 
     rows = ["Default recipes (batch 256, max_len 50, prefix samples, full CE), amp bf16 on CUDA; 'eval s' is one "
             "full-ranking pass over the valid users after training (median of 3).", "",
@@ -187,7 +187,7 @@ def train_section(dev, data: dict, dry: bool) -> list[str]:
                 traceback.print_exc()
                 continue
             first, later, ndcg = EAGER[(label, model)] = _fmt_run(res)
-            ev = median_time(lambda: evaluate(res.model, split, "valid", rc.eval, rc.data.max_len, dev), dev, 3, 0)
+            ev = median_time(lambda: evaluate(res.model, split, "valid", rc.eval, rc.data.max_len, dev), dev, 3, 0)  # noqa: F821
             rows.append(f"| {label} | {model} | {first} | {later} | {res.history[-1]['samples_per_s']:,.0f} | "
                         f"{ev:.3f} | {ndcg} |")
             print(rows[-1], flush=True)
@@ -295,7 +295,7 @@ def compile_section(dev, data: dict, dry: bool, flush=None) -> list[str]:
     from echorec.config import RunConfig
     from echorec.data.split import load_split
     from echorec.models import get_model_class
-    from echorec.train.loop import train_model
+    from echorec.training.loop import train_model
 
     label = "synthetic" if dry else "ml-100k"
     path, epochs = data[label]

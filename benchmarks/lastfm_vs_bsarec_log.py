@@ -21,6 +21,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.abspath(os.path.join(HERE, "..", "..", "shared", "data", "LastFM", "LastFM.txt"))
 STUDY = os.path.join(HERE, "runs", "lastfm_paper")
+PAPER_STUDY = "benchmarks/runs/lastfm_paper"  # STUDY as the command line names it, from the repository root
 LOG = {"hit@5": 0.0523, "ndcg@5": 0.0344, "hit@10": 0.0807, "ndcg@10": 0.0435, "hit@20": 0.1174, "ndcg@20": 0.0526}
 # BSARec's early stopping watches the last of its valid scores, NDCG@20; ours does the same here.
 CMD = ["bench", "accuracy", "--models", "fmlprec,bsarec", "--datasets", DATA, "--seeds", "1", "--epochs", "200",
@@ -29,14 +30,15 @@ CMD = ["bench", "accuracy", "--models", "fmlprec,bsarec", "--datasets", DATA, "-
 
 def main():
     subprocess.run([sys.executable, "-m", "echorec", *CMD], check=True)
-    from echorec.bench.accuracy import git_commit, machine
+    from echorec.sysinfo import environment as machine
+    from echorec.sysinfo import git_commit
 
     with open(os.path.join(STUDY, "results.csv")) as f:
         rows = list(csv.DictReader(f))
     keys = list(LOG)
     lines = ["# FMLP-Rec and BSARec on LastFM (S3-Rec file) vs. BSARec's official log", "",
              f"{machine()}; commit {git_commit()}; `python benchmarks/lastfm_vs_bsarec_log.py` "
-             f"(= `echorec {' '.join(CMD).replace(DATA, '../shared/data/LastFM/LastFM.txt').replace(STUDY, 'benchmarks/runs/lastfm_paper')}`)",
+             f"(= `echorec {' '.join(CMD).replace(DATA, '../shared/data/LastFM/LastFM.txt').replace(STUDY, PAPER_STUDY)}`)",
              "", "Test metrics at the best-valid epoch (valid NDCG@20, as BSARec's early stopping); history items "
              "excluded from the ranking, as in BSARec's evaluation. One seed each: single LastFM runs (1,090 test "
              "users) move by several percent from seed to seed.", "",

@@ -172,8 +172,8 @@ def main() -> None:
         print(f"{name:40s} {r['mrr@10']:8.4f} {r['hit@10']:8.4f}{extra}")
     if a.report:
         from echorec import sysinfo
-        from echorec.bench.accuracy import machine
         from echorec.fsio import atomic_write_text
+        from echorec.sysinfo import environment as machine
 
         made = (f"Made by `python benchmarks/long_range.py {' '.join(sys.argv[1:])}` at commit {sysinfo.git_commit()} "
                 f"on {machine()}.")

@@ -78,7 +78,7 @@ def child(stage: str, path: str) -> None:
         evaluate(m, split, "test", EvalConfig(item_chunk=32_768), 50)
         report.update(seconds=time.perf_counter() - t0, users=len(split.eval_users))
         return
-    from echorec.train.loop import LoopState, run_epoch, setup
+    from echorec.training.loop import LoopState, run_epoch, setup
 
     tr = setup(rc, split, None, quiet=True)
     state = LoopState()

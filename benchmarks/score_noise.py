@@ -24,9 +24,9 @@ import sys
 import numpy as np
 import torch
 
+from echorec.data.split import load_split
 from echorec.eval.evaluate import evaluate
 from echorec.eval.metrics import per_user_metrics
-from echorec.data.split import load_split
 from echorec.runfolder import RunFolder
 
 

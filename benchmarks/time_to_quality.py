@@ -74,12 +74,12 @@ def run_cell(out: str, ds: str, mode: str, seed: int, threads: int, model: str, 
     import dataclasses
 
     from echorec.api import make_config
-    from echorec.bench.accuracy import machine
     from echorec.data.split import load_split
     from echorec.eval.evaluate import evaluate
     from echorec.fsio import read_json, write_json
     from echorec.runfolder import CHECKPOINT, RunFolder
-    from echorec.train.loop import train_model
+    from echorec.sysinfo import environment as machine
+    from echorec.training.loop import train_model
 
     folder = cell_dir(out, ds, mode, seed)
     if os.path.exists(cell_record(out, ds, mode, seed)):
@@ -134,9 +134,8 @@ def report(out: str) -> str:
     import torch
 
     from echorec.bench.stats import mean, std
-    from echorec.fsio import read_json
-
     from echorec.eval.metrics import per_user_metrics
+    from echorec.fsio import read_json
 
     cells = {}
     where = os.path.join(out, "cells")
@@ -275,8 +274,8 @@ def main() -> None:
 def drive(a, extra: dict) -> None:
     from echorec import sysinfo
     from echorec.api import make_config
-    from echorec.bench.accuracy import machine
     from echorec.fsio import read_json, write_json
+    from echorec.sysinfo import environment as machine
 
     datasets = [d for d in a.datasets.split(",") if d]
     seeds = list(range(42, 42 + a.seeds))

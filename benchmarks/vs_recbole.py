@@ -109,10 +109,10 @@ def run_recbole(python: str, data_file: str, epochs: int, seed: int = 2020, mode
 def run_echorec(epochs: int, mode: str, batch_size: int = 256, target_ndcg: float | None = None,
                 max_seconds: float | None = None, seed: int = 42, model: str = "sasrec", **train) -> dict:
     from echorec.config import RunConfig, TrainConfig
-    from echorec.eval.evaluate import evaluate
     from echorec.data.split import load_split
+    from echorec.eval.evaluate import evaluate
     from echorec.models import get_model_class
-    from echorec.train.loop import train_model
+    from echorec.training.loop import train_model
 
     # Every echorec default below equals the RecBole setting it is compared with (see ZOO).
     rc = RunConfig(model=model, model_cfg=get_model_class(model).Config(),
@@ -216,11 +216,13 @@ def main():
         f"| training time / epoch (median) | {rb_ep:.1f} s | {our_ep:.1f} s | ratio {our_ep / rb_ep:.2f} |",
         "| --- | ---: | ---: | ---: |",
         "",
-        f"Fastest mode (`--train-mode all --batch-size 32`): RecBole's 2-epoch test NDCG@10 is {rb2['test_ndcg@10']:.4f}, reached "
+        f"Fastest mode (`--train-mode all --batch-size 32`): RecBole's 2-epoch test NDCG@10 is "
+        f"{rb2['test_ndcg@10']:.4f}, reached "
         f"after {rb2['wall']:.1f} s (2 epochs incl. validation). echorec all-mode "
         + (f"reached {fast['curve'][-1]['test_ndcg@10']:.4f} after {fast['curve'][-1]['wall']:.1f} s "
            f"({fast['curve'][-1]['epoch']} epochs): {fast['curve'][-1]['wall'] / rb2['wall']:.2f}x of RecBole's time."
-           if reached else f"did NOT reach it within {rb2['wall']:.1f} s (best {max(c['test_ndcg@10'] for c in fast['curve']):.4f})."),
+           if reached else f"did NOT reach it within {rb2['wall']:.1f} s "
+                           f"(best {max(c['test_ndcg@10'] for c in fast['curve']):.4f})."),
     ]
     text = "\n".join(lines) + "\n"
     print("\n" + text)

@@ -158,3 +158,27 @@ def test_broken_plugin_is_a_warning(tmp_path, monkeypatch, capsys):
     assert "broken" not in load_plugins(force=True)
     assert "warning: model plugin 'broken'" in capsys.readouterr().err
     assert "sasrec" in model_names()
+
+
+def test_the_package_functions_are_the_api_and_the_cli_goes_through_them(tmp_path, seq_file, monkeypatch, capsys):
+    import echorec
+    import echorec.api as api
+    from echorec.cli import main
+
+    assert echorec.train is api.train and echorec.evaluate is api.evaluate and echorec.export is api.export
+    import types
+
+    import echorec.training
+
+    assert type(echorec.training) is types.ModuleType and not callable(echorec.training)  # no class swapping
+    calls = []
+    real = api.train
+    monkeypatch.setattr(api, "train", lambda *a, **k: calls.append(k) or real(*a, **k))
+    out = str(tmp_path / "r")
+    assert main(["train", "--model", "sasrec", "--dataset", seq_file, "--epochs", "1", "--hidden", "8", "--inner", "16",
+                 "--out", out, "--progress", "false"]) == 0
+    assert calls and calls[0]["out"] == out and calls[0]["resume"] is False
+    assert main(["train", "--resume", out, "--epochs", "2", "--progress", "false"]) == 0
+    assert calls[1]["resume"] is True
+    m = api.evaluate(out)
+    assert m == pytest.approx(api.load_run(out).metrics["test"])

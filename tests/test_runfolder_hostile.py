@@ -16,7 +16,7 @@ import torch
 
 from echorec.cli import main
 from echorec.runfolder import RunFolder, load_weights, save_weights
-from echorec.train.checkpoint import load_checkpoint
+from echorec.training.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")

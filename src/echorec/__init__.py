@@ -7,33 +7,17 @@
 
 `echorec.register("name")` adds a model class (see the model contract in echorec.models.base); models
 of other packages join through the `echorec.models` entry-point group. The names below are imported
-on first use, so `import echorec` stays light.
+on first use, so `import echorec` stays light. (The training code itself is the package echorec.training.)
 """
 
-import types
-
-import echorec.train as _train_package  # its __init__ only: no torch yet
 from echorec.errors import EchorecError
+from echorec.version import __version__
 
+__all__ = ["EchorecError", "Run", "__version__", "evaluate", "export", "load_run", "make_config", "recommend", "register",
+           "train"]
 
-class _CallableTrain(types.ModuleType):
-    """`echorec.train` is both the training package (echorec.train.loop, ...) and the API's train(): the
-    package's name would shadow a plain function of that name, so calling the package calls it."""
-
-    def __call__(self, *args, **kwargs):
-        from echorec.api import train
-
-        return train(*args, **kwargs)
-
-
-_train_package.__class__ = _CallableTrain
-
-__version__ = "0.1.0"
-__all__ = ["EchorecError", "Run", "__version__", "load_run", "make_config", "register", "train"]
-train = _train_package
-
-_LAZY = {"load_run": "echorec.api", "make_config": "echorec.api", "Run": "echorec.api",
-         "register": "echorec.models"}
+_LAZY = {"train": "echorec.api", "load_run": "echorec.api", "make_config": "echorec.api", "Run": "echorec.api",
+         "evaluate": "echorec.api", "export": "echorec.api", "recommend": "echorec.api", "register": "echorec.models"}
 
 
 def __getattr__(name):

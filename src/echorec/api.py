@@ -19,7 +19,15 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from echorec.config import SECTIONS, RunConfig, load_config_file, run_config_from_dict, run_config_to_dict, with_overrides
+from echorec.config import (
+    SECTION_NAMES,
+    SECTIONS,
+    RunConfig,
+    load_config_file,
+    run_config_from_dict,
+    run_config_to_dict,
+    with_overrides,
+)
 from echorec.errors import EchorecError
 from echorec.runfolder import RunFolder
 
@@ -46,9 +54,11 @@ def _dotted(model: str, kwargs: dict) -> dict:
     return out
 
 
-def make_config(config: RunConfig | dict | str | None = None, **settings) -> RunConfig:
+def make_config(config: RunConfig | dict | str | None = None, *, overrides: dict | None = None,
+                **settings) -> RunConfig:
     """A validated RunConfig from a RunConfig, a config dict (config.json's form), a .yaml/.json file, or
-    nothing (the defaults), with `settings` (flat field names, plus `model`) on top."""
+    nothing (the defaults), with `settings` (flat field names, plus `model`) on top, then `overrides`
+    (`section.field` keys: the form the CLI's flags and studies use)."""
     if isinstance(config, RunConfig):
         base = run_config_to_dict(config)
     elif isinstance(config, str):
@@ -61,9 +71,27 @@ def make_config(config: RunConfig | dict | str | None = None, **settings) -> Run
         raise EchorecError(f"config must be a RunConfig, a dict or a file path, got {type(config).__name__}")
     base.pop("meta", None)
     model = settings.pop("model", None) or base.get("model", "sasrec")
-    d = {"model": model, **{k: dict(base.get(k) or {}) for k in ("data", "train", "eval", "model_cfg")}}
-    rc = run_config_from_dict(with_overrides(d, _dotted(model, settings)), where="settings")
+    if not isinstance(model, str):
+        raise EchorecError(f"config: model must be a name, got {model!r}")
+    for sec in SECTION_NAMES:
+        if not isinstance(base.get(sec) or {}, dict):
+            raise EchorecError(f"config: {sec} must be a mapping of settings, got {type(base[sec]).__name__}")
+    d = {"model": model, **{k: dict(base.get(k) or {}) for k in SECTION_NAMES}}
+    d = with_overrides(with_overrides(d, _dotted(model, settings)), overrides or {})
+    rc = run_config_from_dict(d, where="settings")
     rc.validate()
+    return rc
+
+
+def resume_config(out: str | os.PathLike, config: RunConfig | dict | str | None = None, *,
+                  overrides: dict | None = None, **settings) -> RunConfig:
+    """The config a resumed run in `out` trains with: its config.json (or `config`), with `settings` and
+    `overrides` on top; refused when they change what the run computes (only how long and how it runs)."""
+    from echorec.training.resume import check_resume_config
+
+    folder = RunFolder(os.fspath(out))
+    rc = make_config(folder.read_config_dict() if config is None else config, overrides=overrides, **settings)
+    check_resume_config(folder, rc)
     return rc
 
 
@@ -84,8 +112,7 @@ class Run:
     @property
     def history(self) -> list[dict]:
         """One row per epoch (loss, lr, seconds, valid metrics), as in history.csv."""
-        folder = RunFolder(self.path)
-        return folder.read_history() if folder.has("history.csv") else []
+        return RunFolder(self.path).read_history()
 
     def recommender(self, device: str = "cpu"):
         """The serving object (echorec.serve.Recommender) over this run, built once."""
@@ -124,23 +151,40 @@ def load_run(path: str | os.PathLike) -> Run:
 
 
 def train(config: RunConfig | dict | str | None = None, *, out: str | os.PathLike | None = None,
-          overwrite: bool = False, resume: bool = False, quiet: bool = False, **settings) -> Run:
+          overwrite: bool = False, resume: bool = False, quiet: bool = False, allow_data_change: bool = False,
+          overrides: dict | None = None, **settings) -> Run:
     """Train as `echorec train` does and return the Run. `config`: a RunConfig, a dict, a .yaml/.json file or
     None; `settings`: flat field names (`model`, `dataset`, `epochs`, `hidden`, ...) over it. `out` is the run
-    folder (required); `resume=True` continues the run in it."""
-    from echorec.train.loop import run_training
+    folder (required); `resume=True` continues the run in it (`allow_data_change`: even on changed data)."""
+    from echorec.training.loop import run_training
 
     if out is None:
         raise EchorecError("train() needs out=: the run folder to write")
     out = os.fspath(out)
     if resume:
-        folder = RunFolder(out)
-        base = folder.read_config_dict()
-        rc = make_config(base if config is None else config, **settings)
-        from echorec.train.resume import check_resume_config
-
-        check_resume_config(folder, rc)
+        rc = resume_config(out, config, overrides=overrides, **settings)
     else:
-        rc = make_config(config, **settings)
-    run_training(rc, out, quiet=quiet, resume=resume, overwrite=overwrite)
+        rc = make_config(config, overrides=overrides, **settings)
+    run_training(rc, out, quiet=quiet, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return Run(out, rc, {})  # under torchrun only rank 0 writes the folder
     return load_run(out)
+
+
+def evaluate(run: str | os.PathLike, split: str = "test", device: str | None = None,
+             allow_data_change: bool = False) -> dict:
+    """`echorec evaluate`: the `split` metrics recomputed from a run folder's weights and its data."""
+    return load_run(run).evaluate(split, device, allow_data_change)
+
+
+def recommend(run: str | os.PathLike, history: list, k: int = 10, exclude_seen: bool = True,
+              device: str = "cpu") -> dict:
+    """`echorec recommend`: the top-k next items for one history of raw item ids."""
+    return load_run(run).recommender(device).recommend(history, k, exclude_seen)
+
+
+def export(run: str | os.PathLike, out: str | os.PathLike, k: int = 10, device: str = "cpu") -> str:
+    """`echorec export`: the run's model and a top-k as TorchScript at `out`; returns the path."""
+    from echorec.serve.export import export_torchscript
+
+    return export_torchscript(os.fspath(run), os.fspath(out), k, device)

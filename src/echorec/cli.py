@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from echorec.config import SECTIONS, DataConfig, RunConfig, run_config_from_dict, with_overrides
+from echorec.config import SECTION_NAMES, SECTIONS, DataConfig
 from echorec.errors import EchorecError
 from echorec.fields import Parser, add_flags, flag_fields, from_dict, validate
 
@@ -26,17 +26,6 @@ def _add_config_flags(p, model_cls):
         if clash:
             raise RuntimeError(f"config fields of {sec} clash with other flags: {sorted(clash)}")
         seen.update(add_flags(p.add_argument_group(title), cls, sec))
-
-
-def build_run_config(args: dict, model: str, base: dict | None = None) -> RunConfig:
-    """The RunConfig of a config file's dict `base` (or the defaults) with the flags given in `args`."""
-    sections = {k: (base or {}).get(k, {}) for k in ("data", "train", "eval", "model_cfg")}
-    for k, v in sections.items():
-        if not isinstance(v, dict):
-            raise EchorecError(f"config: {k} must be an object, got {type(v).__name__}")
-    d = {"model": model, **{k: dict(v) for k, v in sections.items()}}
-    given = {k: v for k, v in args.items() if v is not None and "." in k}
-    return run_config_from_dict(with_overrides(d, given), where="flags")
 
 
 def _metrics_table(metrics: dict, ks=(5, 10, 20)) -> str:
@@ -54,27 +43,7 @@ def _metrics_table(metrics: dict, ks=(5, 10, 20)) -> str:
     return "\n".join(lines)
 
 
-def cmd_train(argv):
-    pre = Parser(prog="echorec train", add_help=False)
-    pre.add_argument("--model", default=None)
-    pre.add_argument("--config", default=None)
-    pre.add_argument("--resume", default=None)
-    known, _ = pre.parse_known_args(argv)
-    base = None
-    from echorec.fsio import read_json_object
-
-    if known.resume:
-        base = read_json_object(os.path.join(known.resume, "config.json"))
-        base.pop("meta", None)
-    elif known.config:
-        from echorec.config import load_config_file
-
-        base = load_config_file(known.config)
-        base.pop("meta", None)  # a run folder's config.json may be fed back
-    model = known.model or (base or {}).get("model", "sasrec")
-    from echorec.models import get_model_class
-
-    model_cls = get_model_class(model)
+def _train_parser(model_cls, model: str):
     p = Parser(prog="echorec train", description="Train a model and write a run folder.")
     p.add_argument("--model", default=model, help="registered model name (see `echorec models`)")
     p.add_argument("--out", default=None, help="run folder to write (config, weights, metrics, history)")
@@ -89,36 +58,52 @@ def cmd_train(argv):
     p.add_argument("--allow-data-change", action="store_true",
                    help="--resume even though the data file changed since the run started")
     _add_config_flags(p, model_cls)
-    args = vars(p.parse_args(argv))
-    rc = build_run_config(args, model, base)
+    return p
+
+
+def cmd_train(argv):
+    import echorec.api as api
+    from echorec.config import load_config_file
+    from echorec.models import get_model_class
+    from echorec.runfolder import RunFolder
+
+    pre = Parser(prog="echorec train", add_help=False)
+    for flag in ("--model", "--config", "--resume"):
+        pre.add_argument(flag, default=None)
+    known, _ = pre.parse_known_args(argv)
+    # The model (and so its flags) comes from --model, else the run being resumed or the config file.
+    base = RunFolder(known.resume).read_config_dict() if known.resume else \
+        load_config_file(known.config) if known.config else {}
+    model = known.model or base.get("model", "sasrec")
+    args = vars(_train_parser(get_model_class(model), model).parse_args(argv))
+    given = {k: v for k, v in args.items() if v is not None and "." in k}  # section.field flags
+    if known.resume:
+        if args["out"] not in (None, known.resume):
+            raise EchorecError("--resume DIR continues in DIR; drop --out")
+        rc = api.resume_config(known.resume, overrides=given, model=model)
+    else:
+        rc = api.make_config(base or None, overrides=given, model=model)
     if args["print_config"]:
         from echorec.config import config_yaml
 
-        rc.validate()
         print(config_yaml(rc), end="")
         return
-    if not known.resume and not args["out"]:
+    out = known.resume or args["out"]
+    if not out:
         raise EchorecError("echorec train: the following arguments are required: --out")
-    from echorec.train.loop import run_training
-
-    if known.resume:
-        from echorec.runfolder import RunFolder
-        from echorec.train.resume import check_resume_config
-
-        if args["out"] not in (None, known.resume):
-            raise EchorecError("--resume DIR continues in DIR; drop --out")
-        check_resume_config(RunFolder(known.resume), rc)
-        metrics = run_training(rc, known.resume, resume=True, allow_data_change=args["allow_data_change"])
-        out = known.resume
-    else:
-        metrics = run_training(rc, args["out"], overwrite=args["overwrite"])
-        out = args["out"]
+    run = api.train(rc, out=out, resume=bool(known.resume), overwrite=args["overwrite"],
+                    allow_data_change=args["allow_data_change"])
     if int(os.environ.get("RANK", "0")) != 0:
         return  # under torchrun, rank 0 reports
+    _report_run(run, model, out)
+
+
+def _report_run(run, model: str, out: str) -> None:
+    metrics = run.metrics
     print()
-    print(f"{model} on {rc.data.dataset} — {metrics['evaluation']}, best epoch {metrics['best_epoch']} of "
+    print(f"{model} on {run.config.data.dataset} — {metrics['evaluation']}, best epoch {metrics['best_epoch']} of "
           f"{metrics['epochs_run']}, {metrics['seconds_per_epoch']:.1f} s/epoch")
-    print(_metrics_table(metrics, rc.eval.ks))
+    print(_metrics_table(metrics, run.config.eval.ks))
     print(f"\nrun folder: {os.path.abspath(out)}  (config.json, model.safetensors, metrics.json, history.csv)")
     print("next: echorec evaluate --run " + out +
           " | more epochs: --epochs 200 --patience 10 | other models: echorec models")
@@ -134,14 +119,16 @@ def cmd_evaluate(argv):
     p.add_argument("--allow-data-change", action="store_true",
                    help="evaluate even though the data file changed since the run was trained")
     args = p.parse_args(argv)
-    from echorec.eval.evaluate import evaluate_run
+    import echorec.api as api
 
-    m, saved = evaluate_run(args.run, args.split, args.device, args.allow_data_change)
+    run = api.load_run(args.run)
+    m = run.evaluate(args.split, args.device, args.allow_data_change)
     if args.json:
         print(json.dumps(m, indent=2))
         return
     print(_metrics_table({"valid": m, "test": m}).splitlines()[0])
     print(_metrics_table({"valid": m, "test": m}).splitlines()[2].replace("test  ", args.split.ljust(6), 1))
+    saved = (run.metrics or {}).get(args.split)
     if saved is not None:
         same = all(abs(saved[k] - m[k]) == 0 for k in saved if k in m)
         print(f"matches metrics.json: {'yes' if same else 'NO'}")
@@ -196,11 +183,10 @@ def cmd_recommend(argv):
     p.add_argument("--include-seen", action="store_true", help="allow items already in the history")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (a GPU when there is one)")
     args = p.parse_args(argv)
-    from echorec.serve.recommender import Recommender
+    import echorec.api as api
 
-    rec = Recommender.from_run(args.run, args.device)
     history = [h.strip() for h in args.history.split(",") if h.strip()]
-    print(json.dumps(rec.recommend(history, args.k, exclude_seen=not args.include_seen), indent=2))
+    print(json.dumps(api.recommend(args.run, history, args.k, not args.include_seen, args.device), indent=2))
 
 
 def cmd_serve(argv):
@@ -212,8 +198,6 @@ def cmd_serve(argv):
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (a GPU when there is one)")
     p.add_argument("--docs", action="store_true", help="Swagger UI at /docs (its scripts come from a CDN)")
     args = p.parse_args(argv)
-    if not 0 <= args.port < 65536:
-        raise EchorecError(f"--port {args.port}: use 0..65535 (0: any free port)")
     try:
         from echorec.serve.http import serve
     except ImportError as e:
@@ -233,9 +217,9 @@ def cmd_export(argv):
     p.add_argument("-k", type=int, default=10, help="items the exported top-k returns; default: 10")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (a GPU when there is one)")
     args = p.parse_args(argv)
-    from echorec.serve.export import export_torchscript
+    import echorec.api as api
 
-    print(export_torchscript(args.run, args.out, args.k, args.device))
+    print(api.export(args.run, args.out, args.k, args.device))
 
 
 def _protocol_flags(p):
@@ -267,7 +251,7 @@ def _study_settings(args, extra: list[str], models: list[str]) -> tuple[dict, li
     if args.config:
         d = load_config_file(args.config)
         # A run folder's config.json works too: its per-cell settings (dataset, seed, ...) come from the study.
-        proto = {k: v for k, v in flatten({s: d.get(s) or {} for s in ("data", "train", "eval")}).items()
+        proto = {k: v for k, v in flatten({s: d.get(s) or {} for s in SECTION_NAMES[:3]}).items()
                  if k not in PER_CELL}
         model_set = dict(d.get("model_cfg") or {})
     proto.update(_protocol(args))
@@ -325,8 +309,10 @@ def cmd_bench(argv):
         from echorec.bench.speed import main as speed_main
 
         return speed_main(argv[1:])
-    from echorec.bench.accuracy import parse_seeds, run_study
+    return _bench_accuracy(argv[1:])
 
+
+def _accuracy_parser():
     p = Parser(prog="echorec bench accuracy",
                 description="Train models x datasets x seeds under one protocol; write results.csv/.md and "
                             "learning curves. Resumable: finished cells are skipped.")
@@ -334,7 +320,7 @@ def cmd_bench(argv):
                    "with settings of its own for an ablation column (echomamba4rec+filter=false)")
     p.add_argument("--datasets", help="comma-separated named datasets or paths")
     p.add_argument("--plan", default=None, help="a leaderboard plan (YAML: datasets, models with their recipes, "
-                   "seeds, modes side-by-side, tuning budget; see benchmarks/leaderboard.yaml): runs what is "
+                   "seeds, modes side-by-side, tuning budget; see the studies docs): runs what is "
                    "missing of it into --out, records first; --models/--datasets/--seeds and the protocol flags "
                    "then come from the plan")
     p.add_argument("--report", action="store_true", help="with --plan: only rewrite the tables from the records")
@@ -353,7 +339,13 @@ def cmd_bench(argv):
     _protocol_flags(p)
     p.epilog = ("Any model setting may follow as a flag (--layers 2 --dropout 0.4): it applies to every model of "
                 "the study that has it, and shows in the model's column (echomamba4rec+layers=2).")
-    args, extra = p.parse_known_args(argv[1:])
+    return p
+
+
+def _bench_accuracy(argv):
+    from echorec.bench.accuracy import parse_seeds, run_study
+
+    args, extra = _accuracy_parser().parse_known_args(argv)
     if args.plan:
         from echorec.bench.leaderboard import run_plan
 

@@ -99,8 +99,8 @@ class TrainConfig:
                                  "Adam)")
     label_smoothing: float = setting(0.0, "full CE only: the target keeps 1 - s of its mass, s is spread over all "
                                      "items", low=0, high=1, high_open=True)
-    compile: bool = setting(False, "torch.compile the model (the first steps compile; on a CPU it is slower, on a "
-                            "GPU see benchmarks/results/gpu.md)")
+    compile: bool = setting(False, "torch.compile the model (the first steps compile, which takes minutes; whether "
+                            "it then pays off depends on the device, see the scaling docs)")
     compile_mode: str = setting("default", "torch.compile's mode with --compile true; reduce-overhead also records "
                                 "CUDA graphs (one per bucketed batch width, fewest launches, CUDA only)",
                                 choices=("default", "reduce-overhead", "max-autotune-no-cudagraphs"))
@@ -144,6 +144,8 @@ class EvalConfig:
 
 
 SECTIONS = (("data", DataConfig), ("train", TrainConfig), ("eval", EvalConfig))
+# The sections of a config dict (config.json, a YAML file, `section.field` keys), in their one order.
+SECTION_NAMES = ("data", "train", "eval", "model_cfg")
 
 
 @dataclass
@@ -182,7 +184,7 @@ def run_config_from_dict(d: dict, where: str = "config.json") -> RunConfig:
 
     if not isinstance(d, dict):
         raise EchorecError(f"{where}: expected an object, got {type(d).__name__}")
-    known = {"model", "data", "train", "eval", "model_cfg", "meta"}  # meta: facts about the run, not settings
+    known = {"model", "meta", *SECTION_NAMES}  # meta: facts about the run, not settings
     unknown = sorted(set(d) - known)
     if unknown:
         raise EchorecError(f"{where}: unknown key(s) {', '.join(unknown)}")
@@ -190,6 +192,9 @@ def run_config_from_dict(d: dict, where: str = "config.json") -> RunConfig:
     if not isinstance(model, str):
         raise EchorecError(f"{where}: model must be a name, got {model!r}")
     cls = get_model_class(model)
+    mc = d.get("model_cfg", {})
+    if isinstance(mc, dict) and mc.get("backend") == "":  # run folders and flags from before "auto" had a name
+        d = {**d, "model_cfg": {**mc, "backend": "auto"}}
     return RunConfig(
         model=model,
         data=from_dict(DataConfig, d.get("data", {}), f"{where}: data"),
@@ -207,7 +212,7 @@ def with_overrides(d: dict, overrides: dict) -> dict:
             out["model"] = value
             continue
         sec, _, name = key.partition(".")
-        if sec not in ("data", "train", "eval", "model_cfg") or not name:
+        if sec not in SECTION_NAMES or not name:
             raise EchorecError(f"setting {key!r}: use section.field (data, train, eval or model_cfg)")
         out.setdefault(sec, {})[name] = value
     return out
@@ -215,7 +220,7 @@ def with_overrides(d: dict, overrides: dict) -> dict:
 
 def flatten(d: dict) -> dict:
     """{"train": {"lr": 1e-3}, ...} -> {"train.lr": 1e-3, ...} (sections only)."""
-    return {f"{sec}.{k}": v for sec in ("data", "train", "eval", "model_cfg") for k, v in d.get(sec, {}).items()}
+    return {f"{sec}.{k}": v for sec in SECTION_NAMES for k, v in d.get(sec, {}).items()}
 
 
 def load_config_file(path: str) -> dict:

@@ -8,6 +8,8 @@ rebuilds the model.
     checkpoint.safetensors  model, optimizer, RNG and loop position for exact resume (train/checkpoint.py)
     items.tsv, users.tsv    internal id -> raw id (and each item's count, for the popularity fallback);
                             tab-separated with the csv module's quoting, so an id may hold any character
+    train.log               what the run printed, time-stamped (training/tracking.py writes it)
+    tensorboard/, mlflow.db --logger's files, when chosen
 
 Training writes it; evaluation, serving, studies and the CLI read it through `RunFolder`, and none
 of them needs the others to do so. Weights never go through pickle (safetensors only). Everything read
@@ -21,6 +23,8 @@ from __future__ import annotations
 import csv
 import io
 import os
+import platform
+import shutil
 
 import numpy as np
 import torch
@@ -29,11 +33,16 @@ from echorec.config import RunConfig, run_config_from_dict
 from echorec.errors import EchorecError
 from echorec.fsio import atomic_write_bytes, atomic_write_text, read_json_object, write_json
 from echorec.models import build_model
+from echorec.sysinfo import machine
+from echorec.version import __version__
 
 CONFIG, WEIGHTS, METRICS, HISTORY = "config.json", "model.safetensors", "metrics.json", "history.csv"
 CHECKPOINT, ITEMS, USERS = "checkpoint.safetensors", "items.tsv", "users.tsv"
+LOG, TENSORBOARD, MLFLOW_DB = "train.log", "tensorboard", "mlflow.db"
 # The files whose presence means the folder holds a run (a new run refuses to write over them).
 RUN_FILES = (CONFIG, WEIGHTS, METRICS, HISTORY, CHECKPOINT)
+# What an overwritten run leaves behind besides RUN_FILES: none of it may outlive the run it belonged to.
+RUN_EXTRAS = (LOG, TENSORBOARD)
 
 
 def save_weights(path: str, state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
@@ -81,7 +90,7 @@ def check_finite(state: dict[str, torch.Tensor], path: str) -> None:
             raise EchorecError(f"{path}: tensor {k} holds NaN or infinite values; the weights are unusable")
 
 
-def check_same_data(folder: "RunFolder", data, digest: str, allow_change: bool, action: str) -> None:
+def check_same_data(folder: RunFolder, data, digest: str, allow_change: bool, action: str) -> None:
     """Refuse to evaluate or resume a run on data other than its own (config.json's meta.data_digest; folders
     written before digests were recorded are not checked)."""
     saved = (folder.read_config_dict().get("meta") or {}).get("data_digest")
@@ -104,6 +113,29 @@ class RunFolder:
     def existing(self) -> list[str]:
         """The run files already in the folder."""
         return [f for f in RUN_FILES if self.has(f)]
+
+    # -- housekeeping ----------------------------------------------------------------------------------
+    def start(self, config: dict, data, n_items: int, digest: str) -> None:
+        """Begin a new run here: clear any earlier run's files (the caller checked --overwrite), then write
+        config.json with its meta block (what the model needs to be rebuilt, and where it came from) and the
+        id maps."""
+        os.makedirs(self.path, exist_ok=True)
+        self.clear()
+        meta = {"n_items": n_items, "n_users": data.n_users, "source": os.path.abspath(data.source),
+                "data_digest": digest, "echorec": __version__, "torch": torch.__version__,
+                "machine": f"{platform.node()} {machine()}"}
+        self.write_config({**config, "meta": meta})
+        self.write_id_maps(data)
+
+    def continue_run(self, config: dict) -> None:
+        """A resumed run's config.json: its settings now (epochs and patience may have changed), its meta kept."""
+        self.write_config({**config, "meta": self.read_config_dict().get("meta", {})})
+
+    def clear(self) -> None:
+        """Remove every file of a run (and its log and logger files), so no stale file outlives it."""
+        for f in RUN_FILES + RUN_EXTRAS:
+            if self.has(f):
+                shutil.rmtree(self.file(f)) if os.path.isdir(self.file(f)) else os.unlink(self.file(f))
 
     # -- config --------------------------------------------------------------------------------------
     def read_config_dict(self) -> dict:
@@ -192,6 +224,9 @@ class RunFolder:
         atomic_write_text(self.file(HISTORY), buf.getvalue())
 
     def read_history(self) -> list[dict]:
+        """history.csv's rows (strings), or [] before the first epoch ends."""
+        if not self.has(HISTORY):
+            return []
         with open(self.file(HISTORY), encoding="utf-8") as f:
             return list(csv.DictReader(f))
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import platform
 
-
 CPUINFO = "/proc/cpuinfo"
 
 
@@ -56,6 +55,13 @@ def machine() -> str:
     """e.g. "x86_64 2 cpus (AMD EPYC, avx2)"."""
     model = _cpuinfo()[0] or platform.processor() or "unknown cpu"
     return f"{platform.machine()} {os.cpu_count()} cpus ({model}, {cpu_vector_isa()})"
+
+
+def environment() -> str:
+    """machine() with torch's version and the thread setting: what a timed result depends on."""
+    import torch
+
+    return f"{machine()}, torch {torch.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'default')}"
 
 
 def git_commit(short: bool = True) -> str:

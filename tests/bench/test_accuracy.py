@@ -7,8 +7,17 @@ import random
 
 import pytest
 
-from echorec.bench.accuracy import (METRICS, aggregate, collect, dataset_label, parse_model_spec, parse_seeds, protocol,
-                                    read_csv, run_study)
+from echorec.bench.accuracy import (
+    METRICS,
+    aggregate,
+    collect,
+    dataset_label,
+    parse_model_spec,
+    parse_seeds,
+    protocol,
+    read_csv,
+    run_study,
+)
 from echorec.errors import EchorecError
 
 
@@ -142,7 +151,7 @@ def test_ema_is_part_of_the_protocol(tmp_path, tiny):
     assert train["ema"] == 0.9 and train["ema_warmup"] == 3.0
     assert "weights averaged (EMA, decay min(0.9, (1 + n) / (3 + n)) at step n)" in open(
         os.path.join(study, "results.md")).read()
-    from echorec.train.checkpoint import load_checkpoint
+    from echorec.training.checkpoint import load_checkpoint
 
     assert load_checkpoint(os.path.join(run, "checkpoint.safetensors"))["ema"] is not None  # it really averaged
     with pytest.raises(EchorecError, match="ema 0.9 -> 0.0"):

@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from echorec.bench import leaderboard as lb
+from echorec.bench import plan as lp
+from echorec.bench import records as lr
 from echorec.bench.leaderboard_report import write_report
 from echorec.errors import EchorecError
 from echorec.eval.metrics import metrics_from_ranks
@@ -43,18 +45,18 @@ def _plan(tmp_path, seq_file, lr=0.003, name="plan.yaml"):
 
 
 def test_settings_precedence(tmp_path, seq_file):
-    plan = lb.load_plan(_plan(tmp_path, seq_file))
+    plan = lp.load_plan(_plan(tmp_path, seq_file))
     tuned = {"train.lr": 0.05, "model_cfg.dropout": 0.1}
     # tiny: protocol, dataset (history excluded), recipe, then tuned over the recipe, then the mode
-    s = lb.cell_settings(plan, "tiny", "sasrec", tuned, "candidate")
+    s = lp.cell_settings(plan, "tiny", "sasrec", tuned, "candidate")
     assert s["train.epochs"] == 3 and s["eval.exclude_history"] is True and s["model_cfg.hidden"] == 8
     assert s["train.lr"] == 0.05 and s["model_cfg.dropout"] == 0.1
     assert s["data.train_mode"] == "all" and s["train.batch_size"] == 8
-    assert lb.cell_settings(plan, "tiny", "sasrec", tuned, "prefix")["train.batch_size"] == 32
+    assert lp.cell_settings(plan, "tiny", "sasrec", tuned, "prefix")["train.batch_size"] == 32
     # plain has fmlprec settings of its own: no tuned settings there
-    s = lb.cell_settings(plan, "plain", "fmlprec", tuned, "prefix")
+    s = lp.cell_settings(plan, "plain", "fmlprec", tuned, "prefix")
     assert s["train.lr"] == 0.01 and "model_cfg.dropout" not in s and s["eval.exclude_history"] is False
-    rc = lb.cell_config(plan, "plain", "fmlprec", 7, tuned, "prefix", threads=1)
+    rc = lp.cell_config(plan, "plain", "fmlprec", 7, tuned, "prefix", threads=1)
     assert (rc.train.seed, rc.train.threads, rc.model_cfg.dropout) == (7, 1, 0.5)  # fmlprec's own default
 
 
@@ -66,18 +68,18 @@ def test_paired_is_the_per_user_mean_difference_and_its_standard_error():
     ua = [(nd(1) + nd(2)) / 2, (nd(3) + nd(3)) / 2, 0.0]
     ub = [nd(2), nd(1), 0.0]
     d = [x - y for x, y in zip(ua, ub)]
-    ma, mb, se, n = lb.paired(a, b)
+    ma, mb, se, n = lr.paired(a, b)
     assert n == 3
     assert ma == pytest.approx(sum(ua) / 3) and mb == pytest.approx(sum(ub) / 3)
     assert se == pytest.approx(statistics.stdev(d) / math.sqrt(3))
-    hit = lb.paired(a, b, "hit@10")
+    hit = lr.paired(a, b, "hit@10")
     assert hit[:2] == pytest.approx((2 / 3, 2 / 3))  # rank 11 (A, second seed, user 3) is a miss like 20
     with pytest.raises(EchorecError, match="different numbers of users"):
-        lb.paired([[1, 2]], [[1, 2, 3]])
+        lr.paired([[1, 2]], [[1, 2, 3]])
 
 
 def _fake(out, plan, model, mode, seed, ranks):
-    path = lb.mode_record_path(out, plan, model, mode, seed)
+    path = lr.mode_record_path(out, plan, model, mode, seed)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump({"test_ranks": ranks}, f)
@@ -89,22 +91,22 @@ def _fake(out, plan, model, mode, seed, ranks):
     ([[30, 30, 30, 30], [30, 30, 30, 30]], "prefix"),  # every user worse: far more than one SE
 ])
 def test_mode_rule_keeps_the_candidate_within_one_paired_se(tmp_path, seq_file, cand_ranks, kept):
-    plan = lb.load_plan(_plan(tmp_path, seq_file))
+    plan = lp.load_plan(_plan(tmp_path, seq_file))
     out = str(tmp_path / "out")
     for s, r in zip(plan.modes_seeds, cand_ranks):
         _fake(out, plan, "sasrec", "prefix", s, [1, 1, 1, 1])
         _fake(out, plan, "sasrec", "candidate", s, r)
-    d = lb.mode_decision(out, plan, "sasrec")
+    d = lr.mode_decision(out, plan, "sasrec")
     assert d["mode"] == kept
     assert (d["candidate"] - d["prefix"] >= -d["paired_se"]) == (kept == "candidate")
 
 
 def test_mode_rule_waits_for_every_cell(tmp_path, seq_file):
-    plan = lb.load_plan(_plan(tmp_path, seq_file))
+    plan = lp.load_plan(_plan(tmp_path, seq_file))
     out = str(tmp_path / "out")
     _fake(out, plan, "sasrec", "prefix", 1, [1, 2])
-    assert lb.mode_decision(out, plan, "sasrec") is None
-    assert lb.current_mode(out, plan, "sasrec") is None and lb.current_mode(out, plan, "fmlprec") == "prefix"
+    assert lr.mode_decision(out, plan, "sasrec") is None
+    assert lr.current_mode(out, plan, "sasrec") is None and lr.current_mode(out, plan, "fmlprec") == "prefix"
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -124,38 +126,38 @@ def test_plan_mistakes_are_one_line(tmp_path, seq_file, edit, message):
     assert edit[0] in text
     open(path, "w").write(text.replace(edit[0], edit[1], 1))
     with pytest.raises(EchorecError, match=message):
-        lb.load_plan(path)
+        lp.load_plan(path)
 
 
 def test_a_small_plan_end_to_end(tmp_path, seq_file):
     plan_path, out = _plan(tmp_path, seq_file), str(tmp_path / "board")
     said = []
     lb.run_plan(plan_path, out, jobs=2, threads=1, log=said.append)
-    plan = lb.load_plan(plan_path)
+    plan = lp.load_plan(plan_path)
     # every side-by-side cell, every tuning trial budget, every cell and one third seed
     for mode in ("prefix", "candidate"):
         for s in (1, 2):
-            assert os.path.exists(lb.mode_record_path(out, plan, "sasrec", mode, s))
+            assert os.path.exists(lr.mode_record_path(out, plan, "sasrec", mode, s))
     for m in ("sasrec", "fmlprec"):
-        assert len(json.load(open(lb.tuned_path(out, plan, m)))["trials"]) == 2
+        assert len(json.load(open(lr.tuned_path(out, plan, m)))["trials"]) == 2
     thirds = 0
     for label in ("tiny", "plain"):
         for m in ("sasrec", "fmlprec"):
             for s in (1, 2):
-                rec = json.load(open(lb.record_path(out, label, m, s)))
+                rec = json.load(open(lr.record_path(out, label, m, s)))
                 ranks = torch.tensor(rec["test_ranks"])
                 assert metrics_from_ranks(ranks) == pytest.approx(rec["metrics"]["test"], abs=1e-12)
                 assert rec["config"]["train"]["seed"] == s and rec["history"]
-            thirds += os.path.exists(lb.record_path(out, label, m, 3))
+            thirds += os.path.exists(lr.record_path(out, label, m, 3))
         assert set(lb.top_models(out, plan, label)) <= {"sasrec", "fmlprec"}
     assert thirds == 2  # the best model of each dataset
     # the cell that repeats the tuning's best trial (same seed and settings) was not trained again
-    rec = json.load(open(lb.record_path(out, "tiny", "fmlprec", 1)))
+    rec = json.load(open(lr.record_path(out, "tiny", "fmlprec", 1)))
     assert rec["reused_from"].startswith("tuned/tiny/fmlprec/trial")
     assert not any("tiny fmlprec seed 1: training" in m for m in said)
     # the side-by-side's prefix seed-1 cell is the tuning's first trial when prefix mode stays
     t0 = json.load(open(os.path.join(out, "tuned", "tiny", "sasrec", "trial0.json")))
-    if lb.current_mode(out, plan, "sasrec") == "prefix":
+    if lr.current_mode(out, plan, "sasrec") == "prefix":
         assert t0["reused_from"] == "modes/sasrec/prefix/seed1.json"
     text = open(os.path.join(out, "results.md")).read()
     assert "## tiny" in text and "| sasrec |" in text and "paired SE" in text and "Source: a test" in text

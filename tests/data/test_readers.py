@@ -59,7 +59,8 @@ def test_seq_and_pairs_autodetected(tmp_path):
 @pytest.mark.parametrize(
     "name,text,fmt,message",
     [
-        ("bad.inter", "user_id:token\titem_id:token\ttimestamp:float\nu\ti\t1\nu\ti\n", "auto", "bad.inter:3: expected 3 fields, got 2"),
+        ("bad.inter", "user_id:token\titem_id:token\ttimestamp:float\nu\ti\t1\nu\ti\n", "auto",
+         "bad.inter:3: expected 3 fields, got 2"),
         ("bad.csv", "user_id,item_id,timestamp\na,b,xx\n", "auto", "bad.csv:2: timestamp 'xx' is not a number"),
         ("nocol.csv", "user,item_id\na,b\n", "auto", "nocol.csv:1: no column 'user_id'"),
         ("empty.txt", "", "auto", "empty.txt: empty file"),

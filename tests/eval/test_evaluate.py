@@ -5,9 +5,9 @@ import math
 import numpy as np
 import torch
 
+from echorec.config import EvalConfig
 from echorec.data.preprocess import SeqData
 from echorec.data.split import leave_one_out
-from echorec.config import EvalConfig
 from echorec.eval.evaluate import evaluate, sample_negatives
 
 

@@ -2,9 +2,9 @@
 
 import torch
 
+from echorec.models import model_names
 from echorec.models.bert4rec import BERT4Rec, BERT4RecConfig
 from echorec.models.narm import NARM, NARMConfig
-from echorec.models import model_names
 
 
 def test_bert4rec_masking_never_touches_padding_and_always_predicts_the_target():

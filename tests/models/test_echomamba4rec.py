@@ -98,7 +98,6 @@ def test_init_options():
 
 def test_bad_option_is_a_clear_error():
     from echorec.errors import EchorecError
-
     from echorec.models import build_model
 
     with pytest.raises(EchorecError, match="--combine 'max': use sum, gated, concat"):

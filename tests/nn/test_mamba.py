@@ -98,3 +98,42 @@ def test_kernels_keep_the_thread_count_torch_was_given():
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["1", "1"]
+
+
+def test_the_backend_is_resolved_when_built_or_moved_never_in_forward(monkeypatch):
+    import echorec.nn.mamba as mamba_mod
+    from echorec.nn import _kernels
+
+    m = Mamba(16, d_state=8, backend="auto")
+    cpu = "numba" if _kernels.numba_scan is not None else "torch"
+    assert (m.backend_choice, m.backend) == ("auto", cpu)
+    calls = []
+    real = mamba_mod.choose_backend
+    monkeypatch.setattr(mamba_mod, "choose_backend", lambda *a, **k: calls.append(a) or real(*a, **k))
+    x = torch.randn(2, 5, 16)
+    for _ in range(3):
+        m(x, torch.ones(2, 5, dtype=torch.bool))
+    assert calls == []  # no forward pass picks
+    m.to("meta")
+    assert len(calls) == 1 and m.backend == "torch"  # moved: picked again, once
+    m.to_empty(device="cpu")
+    assert m.backend == cpu
+    m.set_backend("ref")
+    assert (m.backend, m.backend_why) == ("ref", "set by --backend")
+    m.to("cpu")
+    assert m.backend == "ref"  # a forced backend stays through moves
+    with pytest.raises(ValueError, match="unknown selective_scan backend"):
+        m.set_backend("")
+
+
+def test_models_report_their_scan_and_old_configs_read_the_empty_backend_as_auto():
+    from echorec.config import run_config_from_dict
+    from echorec.models import build_model
+
+    rc = run_config_from_dict({"model": "mamba4rec", "model_cfg": {"backend": ""}})
+    assert rc.model_cfg.backend == "auto"
+    model = build_model("mamba4rec", 20, rc.model_cfg, max_len=10)
+    assert model.scan_summary().startswith("scan: ")
+    model.prepare_export()
+    assert model.scan_summary() == "scan: torch (set by --backend)"
+    assert build_model("sasrec", 20, run_config_from_dict({"model": "sasrec"}).model_cfg, max_len=10).scan_summary() is None

@@ -13,7 +13,7 @@ pytest.importorskip("triton", reason="triton is not installed (pip install trito
 
 from echorec.nn import _kernels  # noqa: E402
 from echorec.nn.mamba import PAD_DELTA, Mamba  # noqa: E402
-from echorec.nn.ssm import selective_scan, selective_scan_ref  # noqa: E402
+from echorec.nn.ssm import selective_scan  # noqa: E402
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.cuda  # compiled kernels on a GPU (benchmarks/gpu_check.sh runs `-m cuda`), interpreted here

@@ -141,7 +141,7 @@ def test_chunked_upload_is_cut_at_the_limit(rec):
                 s.settimeout(0.001)
                 try:
                     reply = s.recv(4096)
-                except (socket.timeout, BlockingIOError):
+                except (TimeoutError, BlockingIOError):
                     continue
                 finally:
                     s.settimeout(10)

@@ -126,14 +126,7 @@ def _check_protocol(study: str, proto: dict) -> None:
         return
     os.makedirs(study, exist_ok=True)
     write_json(os.path.join(study, "study.json"), {"protocol": proto, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                                   "commit": sysinfo.git_commit(), "machine": machine()})
-
-
-def machine() -> str:
-    import torch
-
-    threads = os.environ.get("OMP_NUM_THREADS", "default")
-    return f"{sysinfo.machine()}, torch {torch.__version__}, OMP_NUM_THREADS={threads}"
+                                                   "commit": sysinfo.git_commit(), "machine": sysinfo.environment()})
 
 
 def tuned_settings(study: str, label: str, model: str) -> dict:
@@ -172,7 +165,7 @@ def run_study(study: str, models: list[str], datasets: list[str], seeds: list[in
     differ from protocol()'s defaults (`section.field` -> value)."""
     from echorec.runfolder import CHECKPOINT, RunFolder
     from echorec.runfolder import METRICS as METRICS_FILE
-    from echorec.train.loop import run_training
+    from echorec.training.loop import run_training
 
     proto = protocol(overrides)
     validate(models, datasets, proto)
@@ -211,59 +204,29 @@ def run_study(study: str, models: list[str], datasets: list[str], seeds: list[in
 
 
 def _run_parallel(study: str, queue: list, jobs: int, threads: int, log) -> list[tuple[str, str]]:
-    """Train the queued cells as `jobs` child processes at once; returns the (tag, log file) of failed cells.
-
-    Child processes rather than a process pool: OMP_NUM_THREADS and NUMBA_NUM_THREADS must be set before torch
-    and numba load, which only a fresh interpreter guarantees, and each cell is then exactly `echorec train`
-    with the cell's config file (resumable by hand too). A stopped study stops its cells; each resumes from
-    its checkpoint on the next run."""
+    """Train the queued cells as `jobs` child processes at once (bench/jobs.py); returns the (tag, log file) of
+    failed cells. A stopped study stops its cells; each resumes from its checkpoint on the next run."""
     import signal
-    import subprocess
     import sys
 
-    from echorec.config import run_config_to_dict
-    from echorec.runfolder import RunFolder
-    from echorec.runfolder import METRICS as METRICS_FILE
+    from echorec.bench.jobs import spawn_train
 
-    jobdir = os.path.join(study, "jobs")
-    os.makedirs(jobdir, exist_ok=True)
-    env = dict(os.environ)
-    if threads > 0:
-        env.update(OMP_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads))
-    running: list[tuple[subprocess.Popen, str, str, str, float]] = []
+    running: list[tuple] = []  # (process, tag, run folder, log, start time)
     failed: list[tuple[str, str]] = []
-
-    def start(tag: str, rc, out: str, resume: bool) -> None:
-        name = os.path.relpath(out, os.path.join(study, "runs")).replace(os.sep, "__")
-        cfg, logpath = os.path.join(jobdir, f"{name}.json"), os.path.join(jobdir, f"{name}.log")
-        write_json(cfg, run_config_to_dict(rc))
-        cmd = [sys.executable, "-m", "echorec", "train", "--progress", "false"]
-        if resume:
-            cmd += ["--resume", out]
-        else:
-            cmd += ["--config", cfg, "--out", out] + (["--overwrite"] if RunFolder(out).existing() else [])
-        with open(logpath, "a") as f:
-            running.append((subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env), tag, out, logpath,
-                            time.perf_counter()))
-        log(f"{tag}: {'resuming' if resume else 'training'} (log {logpath}) ...")
-
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the children
     try:
         while queue or running:
             while queue and len(running) < jobs:
-                start(*queue.pop(0))
+                tag, rc, out, _ = queue.pop(0)
+                name = os.path.relpath(out, os.path.join(study, "runs")).replace(os.sep, "__")
+                proc, logpath, what = spawn_train(os.path.join(study, "jobs"), name, rc, out, threads)
+                running.append((proc, tag, out, logpath, time.perf_counter()))
+                log(f"{tag}: {what} (log {logpath}) ...")
             time.sleep(0.5)
             for item in [r for r in running if r[0].poll() is not None]:
                 running.remove(item)
-                proc, tag, out, logpath, t0 = item
-                m = RunFolder(out).read_metrics() if RunFolder(out).has(METRICS_FILE) else None
-                if proc.returncode != 0 or m is None:
-                    failed.append((tag, logpath))
-                    log(f"{tag}: FAILED (exit {proc.returncode}); see {logpath}")
-                    continue
-                log(f"{tag}: test NDCG@10 {m['test']['ndcg@10']:.4f} HR@10 {m['test']['hit@10']:.4f} "
-                    f"(best epoch {m['best_epoch']} of {m['epochs_run']}, {time.perf_counter() - t0:.0f} s)")
+                _report_cell(*item, failed, log)
     finally:
         for proc, *_ in running:
             proc.terminate()
@@ -271,6 +234,18 @@ def _run_parallel(study: str, queue: list, jobs: int, threads: int, log) -> list
             proc.wait()
         signal.signal(signal.SIGTERM, previous)
     return failed
+
+
+def _report_cell(proc, tag: str, out: str, logpath: str, t0: float, failed: list, log) -> None:
+    from echorec.runfolder import RunFolder
+
+    m = RunFolder(out).read_metrics()
+    if proc.returncode != 0 or m is None:
+        failed.append((tag, logpath))
+        log(f"{tag}: FAILED (exit {proc.returncode}); see {logpath}")
+        return
+    log(f"{tag}: test NDCG@10 {m['test']['ndcg@10']:.4f} HR@10 {m['test']['hit@10']:.4f} "
+        f"(best epoch {m['best_epoch']} of {m['epochs_run']}, {time.perf_counter() - t0:.0f} s)")
 
 
 def collect(study: str) -> list[dict]:
@@ -412,11 +387,13 @@ def rerun_command(study: str, rows: list[dict]) -> str:
     # --seeds N is a count from 42; any other set is a list, one seed with a trailing comma.
     seed_text = str(len(seeds)) if seeds == list(range(42, 42 + len(seeds))) else ",".join(map(str, seeds)) + \
         ("," if len(seeds) == 1 else "")
+    from echorec.runfolder import RunFolder
+
     datasets = {}  # label -> the path the cells trained on (every finished cell has its config.json)
     for r in rows:
         if r["dataset"] not in datasets:
-            cfg = os.path.join(study, "runs", r["dataset"], r["model"], f"seed{r['seed']}", "config.json")
-            datasets[r["dataset"]] = read_json(cfg)["data"]["dataset"]
+            cell = RunFolder(os.path.join(study, "runs", r["dataset"], r["model"], f"seed{r['seed']}"))
+            datasets[r["dataset"]] = cell.read_config_dict()["data"]["dataset"]
     return (f"`echorec bench accuracy --models {','.join(dict.fromkeys(r['model'] for r in rows))} --datasets "
             f"{','.join(datasets.values())} --seeds {seed_text} {flags} --out {study}`".replace("  ", " "))
 

@@ -11,8 +11,17 @@ from __future__ import annotations
 import math
 import os
 
-from echorec.bench.leaderboard import (KEY, Plan, all_records, mode_decision, mode_name, mode_record_path, paired,
-                                       read_record, record_path, tuned_path)
+from echorec.bench.plan import KEY, Plan
+from echorec.bench.records import (
+    all_records,
+    mode_decision,
+    mode_name,
+    mode_record_path,
+    paired,
+    read_record,
+    record_path,
+    tuned_path,
+)
 from echorec.bench.stats import mean, std
 from echorec.fsio import atomic_write_text
 

@@ -40,29 +40,22 @@ def _rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def measure(model_name: str, L: int, n_items: int, batch: int, repeats: int, device: str, amp: str,
-            b1_calls: int = 50) -> dict:
-    """One cell, in this process (call through a subprocess for a clean peak-memory figure)."""
+def _timed(fn, sync, n: int, per: int = 1) -> list[float]:
+    """Seconds of each of n calls of fn (after the device finishes), divided by `per`."""
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        sync()
+        out.append((time.perf_counter() - t) / per)
+    return out
+
+
+def _training(model, b, dev, dtype, repeats: int, sync) -> tuple[list[float], float]:
+    """Step times of training on batch `b`, and the peak memory above the start (MiB)."""
     import torch
 
-    from echorec.data.split import Batch
-    from echorec.device import resolve_amp
-    from echorec.models import get_model_class
-
-    torch.manual_seed(0)
-    dev = torch.device(device)
-    cls = get_model_class(model_name)
-    model = cls(n_items, L, cls.Config()).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    dtype = resolve_amp(amp, dev)
-    g = torch.Generator().manual_seed(1)
-    seq = torch.randint(1, n_items + 1, (batch, L), generator=g).to(dev)
-    target = torch.randint(1, n_items + 1, (batch,), generator=g).to(dev)
-    b = Batch(seq=seq, target=target)
-
-    def sync():
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
 
     def step():
         with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -80,16 +73,31 @@ def measure(model_name: str, L: int, n_items: int, batch: int, repeats: int, dev
         base = _rss_mib()
     step()  # warm-up (first-call allocations and kernel compilation are not timed)
     sync()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t)
+    times = _timed(step, sync, repeats)
     if dev.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**20 - base
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+        return times, torch.cuda.max_memory_allocated() / 2**20 - base
+    return times, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+
+
+def measure(model_name: str, L: int, n_items: int, batch: int, repeats: int, device: str, amp: str,
+            b1_calls: int = 50) -> dict:
+    """One cell, in this process (call through a subprocess for a clean peak-memory figure)."""
+    import torch
+
+    from echorec.data.split import Batch
+    from echorec.device import resolve_amp
+    from echorec.models import get_model_class
+
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    cls = get_model_class(model_name)
+    model = cls(n_items, L, cls.Config()).to(dev)
+    dtype = resolve_amp(amp, dev)
+    g = torch.Generator().manual_seed(1)
+    seq = torch.randint(1, n_items + 1, (batch, L), generator=g).to(dev)
+    target = torch.randint(1, n_items + 1, (batch,), generator=g).to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    times, peak = _training(model, Batch(seq=seq, target=target), dev, dtype, repeats, sync)
     model.eval()
 
     def infer(s):
@@ -100,18 +108,8 @@ def measure(model_name: str, L: int, n_items: int, batch: int, repeats: int, dev
     one = big[:1]
     infer(one), infer(big)  # warm-up
     sync()
-    lat1 = []
-    for _ in range(b1_calls):
-        t = time.perf_counter()
-        infer(one)
-        sync()
-        lat1.append(time.perf_counter() - t)
-    lat256 = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        infer(big)
-        sync()
-        lat256.append((time.perf_counter() - t) / 256)
+    lat1 = _timed(lambda: infer(one), sync, b1_calls)
+    lat256 = _timed(lambda: infer(big), sync, repeats, per=256)
     med = sorted(times)[len(times) // 2]
     return {"model": model_name, "length": L, "params": sum(p.numel() for p in model.parameters()),
             "train_ms_per_1000": med / batch * 1000 * 1000,
@@ -121,7 +119,7 @@ def measure(model_name: str, L: int, n_items: int, batch: int, repeats: int, dev
 
 
 def write(out: str, rows: list[dict], cmd: str) -> None:
-    from echorec.bench.accuracy import machine
+    from echorec.sysinfo import environment as machine
     from echorec.sysinfo import git_commit
 
     os.makedirs(out, exist_ok=True)
@@ -198,9 +196,8 @@ def plot(out: str, rows: list[dict]) -> None:
 
 def main(argv=None):
     from echorec.errors import EchorecError
-    from echorec.models import model_names
-
     from echorec.fields import Parser  # one-line errors, status 2, like every other command
+    from echorec.models import model_names
 
     p = Parser(prog="echorec bench speed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default=",".join(model_names()), help="comma-separated models; default: all")

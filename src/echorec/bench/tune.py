@@ -62,7 +62,7 @@ def tune_one(study_dir: str, model: str, dataset: str, trials: int, proto, threa
         raise EchorecError("tuning needs optuna: pip install 'echorec[tune]'") from None
     from echorec.bench.accuracy import cell_config, dataset_label, parse_model_spec
     from echorec.data.split import load_split
-    from echorec.train.loop import train_model
+    from echorec.training.loop import train_model
 
     label = dataset_label(dataset)
     path = os.path.join(study_dir, "tuned", label, f"{model}.json")

@@ -146,7 +146,7 @@ def preprocess(inter: Interactions, min_rating: float | None = None, kcore_k: in
     # Stable sort by (user, time): ties in time keep file order. Users in order of first appearance.
     u_code, u_first = _codes(users)
     order = np.lexsort((times, u_code)) if times is not None else np.argsort(u_code, kind="stable")
-    if n_dup is None:  # counted on the sort below rather than with a sort of their own (10^7 rows: ~2 s)
+    if n_dup is None:  # counted on the sort below rather than with a sort of their own (a sort per count)
         n_dup = len(duplicate_rows(u_code, items, times, order))
     i_code, i_first = _codes(items[order])  # internal ids in order of first appearance, from 1
     counts = np.bincount(u_code, minlength=len(u_first))

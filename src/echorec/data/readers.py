@@ -48,7 +48,7 @@ class Interactions:
         return self.item_ids[self.items]
 
     @classmethod
-    def from_raw(cls, users, items, times=None, ratings=None, source: str = "") -> "Interactions":
+    def from_raw(cls, users, items, times=None, ratings=None, source: str = "") -> Interactions:
         """From per-row raw ids (any sequence of str)."""
         u_codes, u_ids = _encode(users)
         i_codes, i_ids = _encode(items)
@@ -139,7 +139,7 @@ def read_interactions(
         out = _read(path, fmt, (user_col, item_col, time_col, rating_col))
     except UnicodeDecodeError:
         lineno, col = _first_bad_utf8_line(path)
-        raise EchorecError(f"{path}:{lineno}: not UTF-8 text (byte {col} of the line); save the file as UTF-8")
+        raise EchorecError(f"{path}:{lineno}: not UTF-8 text (byte {col} of the line); save the file as UTF-8") from None
     except OSError as e:
         raise EchorecError(f"{path}: cannot read ({e.strerror or e})") from None
     if len(out) == 0:

@@ -19,15 +19,15 @@ from echorec.errors import EchorecError
 
 @dataclass
 class Batch:
+    """A batch of training or evaluation data (what the loss optimises is the trainer's Objective)."""
+
     seq: torch.Tensor  # (B, L) int64, left-padded, 0 = pad
     target: torch.Tensor | None = None  # (B,) next item (prefix mode, evaluation)
     targets: torch.Tensor | None = None  # (B, L) next item at every position, 0 = none ("all" mode)
-    negatives: torch.Tensor | None = None  # (K,) item ids shared by the batch: sampled-softmax loss
-    label_smoothing: float = 0.0  # of the full-softmax CE target (the trainer's --label-smoothing)
 
-    def to(self, device) -> "Batch":
+    def to(self, device) -> Batch:
         mv = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(mv(self.seq), mv(self.target), mv(self.targets), mv(self.negatives), self.label_smoothing)
+        return Batch(mv(self.seq), mv(self.target), mv(self.targets))
 
     def __len__(self) -> int:
         return self.seq.shape[0]

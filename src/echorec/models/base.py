@@ -2,9 +2,10 @@
 
     encode(seq)  (B, L) int64, left-padded, 0 = pad  ->  (B, L, D)
     score(h)     (..., D)                            ->  (..., n_items) over ALL items (column j = item j+1)
-    loss(batch)  scalar; default: CE of the last position's scores vs. the next item, or, in "all"
-                 mode (batch.targets set), CE at every real position (valid for causal models only);
-                 batch.label_smoothing moves that share of the target's mass evenly onto all items
+    loss(batch, objective)  scalar; default: CE of the last position's scores vs. the next item, or, in
+                 "all" mode (batch.targets set), CE at every real position (valid for causal models only).
+                 The Objective says what a step optimises beside the data: label_smoothing moves that share
+                 of the target's mass evenly onto all items, negatives (K,) switches to a sampled softmax
 
 Streaming (serving one event at a time):
     init_state(batch)       the state of `batch` empty histories
@@ -19,7 +20,7 @@ user representation whatever the lengths in the batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -28,9 +29,21 @@ from torch import nn
 from echorec.errors import EchorecError
 from echorec.fields import setting
 from echorec.nn.dropout import Dropout
-from echorec.nn.mamba import Mamba
+from echorec.nn.mamba import Mamba, scan_summary
 
 INITS = ("authors", "mamba")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a training step optimises besides its batch (the trainer's settings, drawn per step): a Batch
+    carries data only."""
+
+    label_smoothing: float = 0.0  # of the full-softmax CE target
+    negatives: torch.Tensor | None = field(default=None, compare=False)  # (K,) ids shared by the batch: sampled CE
+
+
+FULL_CE = Objective()  # plain cross-entropy over all items
 
 
 class SequentialRecommender(nn.Module):
@@ -63,18 +76,19 @@ class SequentialRecommender(nn.Module):
     def predict(self, seq: torch.Tensor) -> torch.Tensor:
         return self.score(self.encode_last(seq))
 
-    def loss(self, batch) -> torch.Tensor:
-        if batch.negatives is not None:
-            return self.sampled_loss(batch)
+    def loss(self, batch, objective: Objective = FULL_CE) -> torch.Tensor:
+        if objective.negatives is not None:
+            return self.sampled_loss(batch, objective.negatives)
+        smoothing = objective.label_smoothing
         if batch.targets is not None:
             h = self.encode(batch.seq)  # (B, L, D)
             real = batch.targets > 0
             logits = self.score(h[real])  # (n_real, n_items)
-            return F.cross_entropy(logits.float(), batch.targets[real] - 1, label_smoothing=batch.label_smoothing)
+            return F.cross_entropy(logits.float(), batch.targets[real] - 1, label_smoothing=smoothing)
         logits = self.predict(batch.seq)  # (B, n_items)
-        return F.cross_entropy(logits.float(), batch.target - 1, label_smoothing=batch.label_smoothing)
+        return F.cross_entropy(logits.float(), batch.target - 1, label_smoothing=smoothing)
 
-    def sampled_loss(self, batch) -> torch.Tensor:
+    def sampled_loss(self, batch, negatives: torch.Tensor) -> torch.Tensor:
         """Sampled softmax: CE over the target and K uniform negatives shared by the batch, instead of
         over all items, for catalogs too large to score in full at every step. Uniform sampling needs
         no log-q correction (it is the same constant for every item); a negative that happens to be
@@ -89,14 +103,15 @@ class SequentialRecommender(nn.Module):
         # (--sparse-items); with it unset the two are the same computation.
         emb, sparse = self.item_emb.weight, self.item_emb.sparse
         pos = (h * F.embedding(target, emb, sparse=sparse)).sum(-1, keepdim=True)  # (N, 1)
-        neg = h @ F.embedding(batch.negatives, emb, sparse=sparse).t()  # (N, K)
-        neg = neg.masked_fill(batch.negatives[None, :] == target[:, None], float("-inf"))
+        neg = h @ F.embedding(negatives, emb, sparse=sparse).t()  # (N, K)
+        neg = neg.masked_fill(negatives[None, :] == target[:, None], float("-inf"))
         logits = torch.cat([pos, neg], dim=1).float()
         return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
 
-    def forward(self, batch) -> torch.Tensor:
+    def forward(self, batch, objective: Objective | None = None) -> torch.Tensor:
         # The loss is the forward pass: DistributedDataParallel syncs gradients only through forward().
-        return self.loss(batch)
+        # None (the plain objective) calls loss(batch) alone, so a plugin's one-argument loss still trains.
+        return self.loss(batch) if objective is None else self.loss(batch, objective)
 
     # -- streaming ------------------------------------------------------------------------------------
     def init_state(self, batch: int):
@@ -114,7 +129,12 @@ class SequentialRecommender(nn.Module):
         so torch.jit.trace can record the model."""
         for m in self.modules():
             if isinstance(m, Mamba):
-                m.backend = "torch"
+                m.set_backend("torch")
+
+    def scan_summary(self) -> str | None:
+        """What the model's selective scans run on ("scan: numba (CPU)"), as resolved when it was built or
+        moved; None for a model without Mamba blocks."""
+        return scan_summary(self)
 
     # -- helpers ----------------------------------------------------------------------------------
     def init_weights(self, std: float = 0.02, skip: set[int] = frozenset()) -> None:

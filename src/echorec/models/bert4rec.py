@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from echorec.fields import setting
-from echorec.models.base import SequentialRecommender, check_heads
+from echorec.models.base import FULL_CE, Objective, SequentialRecommender, check_heads
 from echorec.nn.attention import TransformerBlock, attention_mask
 from echorec.nn.dropout import Dropout
 from echorec.registry import register
@@ -91,10 +91,10 @@ class BERT4Rec(SequentialRecommender):
         inputs = torch.where(masked, torch.full_like(full, self.mask_id), full)
         return inputs, torch.where(masked, full, 0)
 
-    def loss(self, batch):
+    def loss(self, batch, objective: Objective = FULL_CE):
         if batch.target is None:
             raise ValueError("BERT4Rec trains on prefix samples (it is not causal)")
         inputs, labels = self.cloze(batch.seq, batch.target)
         h = self.encode(inputs)
         sel = labels > 0
-        return F.cross_entropy(self.score(h[sel]).float(), labels[sel] - 1, label_smoothing=batch.label_smoothing)
+        return F.cross_entropy(self.score(h[sel]).float(), labels[sel] - 1, label_smoothing=objective.label_smoothing)

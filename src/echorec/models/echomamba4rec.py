@@ -61,7 +61,8 @@ class EchoMamba4RecConfig(MambaSettings):
                                choices=("authors", "standard"))
     init: str = setting("authors", "authors: N(0, 0.02) on every Linear/Embedding | mamba: keep Mamba's own init",
                         choices=INITS)
-    backend: str = setting("", "selective-scan backend; empty = automatic", choices=SCAN_BACKENDS)
+    backend: str = setting("auto", "selective-scan backend (auto: the fastest one for the device the model is on, "
+                           "chosen when it is built or moved)", choices=SCAN_BACKENDS)
     readout: str = setting("last", "user representation: last (the authors': last position) | both (forward "
                            "branch's last + backward branch's first real position) | mean (over real positions)",
                            choices=("last", "both", "mean"))
@@ -86,7 +87,7 @@ def reverse_index(mask: torch.Tensor) -> torch.Tensor:
 class BiMamba(nn.Module):
     def __init__(self, cfg: EchoMamba4RecConfig, reads_out: bool = False):
         super().__init__()
-        mk = lambda: Mamba(cfg.hidden, cfg.d_state, cfg.d_conv, cfg.expand, backend=cfg.backend or None)  # noqa: E731
+        mk = lambda: Mamba(cfg.hidden, cfg.d_state, cfg.d_conv, cfg.expand, backend=cfg.backend)  # noqa: E731
         self.fwd = mk()
         self.ln_f = nn.LayerNorm(cfg.hidden, eps=1e-12)
         self.drop = Dropout(cfg.dropout)

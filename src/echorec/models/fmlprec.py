@@ -24,7 +24,8 @@ from echorec.registry import register
 class FMLPRecConfig:
     hidden: int = setting(64, "width of the item embedding and of every layer", low=1)
     layers: int = setting(2, "filter blocks", low=1)
-    dropout: float = setting(0.5, "dropout on hidden states (the official code's hidden_dropout_prob)", low=0, high=1, high_open=True)
+    dropout: float = setting(0.5, "dropout on hidden states (the official code's hidden_dropout_prob)", low=0, high=1,
+                             high_open=True)
 
 
 class FilterBlock(nn.Module):

@@ -41,7 +41,7 @@ class GRU4Rec(SequentialRecommender):
         nn.init.xavier_normal_(self.item_emb.weight)  # RecBole's init for GRU4Rec
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
-        for name, p in self.gru.named_parameters():
+        for p in self.gru.parameters():
             nn.init.xavier_uniform_(p)
 
     def encode(self, seq):

@@ -31,13 +31,14 @@ class Mamba4RecConfig(MambaSettings):
                                           "code skips it)")
     init: str = setting("authors", "authors: N(0, 0.02) on every Linear/Embedding | mamba: keep Mamba's own init",
                         choices=INITS)
-    backend: str = setting("", "selective-scan backend; empty = automatic", choices=SCAN_BACKENDS)
+    backend: str = setting("auto", "selective-scan backend (auto: the fastest one for the device the model is on, "
+                           "chosen when it is built or moved)", choices=SCAN_BACKENDS)
 
 
 class MambaLayer(nn.Module):
     def __init__(self, cfg: Mamba4RecConfig, residual: bool):
         super().__init__()
-        self.mamba = Mamba(cfg.hidden, cfg.d_state, cfg.d_conv, cfg.expand, backend=cfg.backend or None)
+        self.mamba = Mamba(cfg.hidden, cfg.d_state, cfg.d_conv, cfg.expand, backend=cfg.backend)
         self.drop = Dropout(cfg.dropout)
         self.ln = nn.LayerNorm(cfg.hidden, eps=1e-12)
         self.ffn = FFNResidual(cfg.hidden, cfg.inner_mult * cfg.hidden, cfg.dropout)

@@ -16,8 +16,8 @@ from torch import nn
 
 from echorec.fields import setting
 from echorec.models.base import SequentialRecommender, check_heads
-from echorec.nn.dropout import Dropout
 from echorec.nn.attention import TransformerBlock, attention_mask
+from echorec.nn.dropout import Dropout
 from echorec.registry import register
 
 

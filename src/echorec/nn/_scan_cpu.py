@@ -23,8 +23,9 @@ Vector math: PyPI's llvmlite has no vector math library, so a plain math.exp sta
 call. `_exp2_parts` splits 2^y into 2^k (exponent bits written as int32, read back as float32) times a
 degree-6 polynomial for 2^f, f in [0, 1) (relative error 3.6e-9, below float32 rounding); log1p for
 the softplus is a series in s = e / (2 + e). Both are plain arithmetic, so LLVM vectorises the loops.
-(Tried and slower, so not kept: computing 2^k through a scalar bitcast inside the recurrence loop, 1.4x
-slower; one fused reverse loop for the adjoint and the gradient sums, 1.5x slower; 512-bit vectors.)
+(Tried and not kept, because they were slower: computing 2^k through a scalar bitcast inside the
+recurrence loop, one fused reverse loop for the adjoint and the gradient sums, 512-bit vectors; the
+figures are in benchmarks/results/kernel_choices.md.)
 Checked in the assembly (inspect_asm) and LLVM's vectorisation remarks (llvmlite's
 -pass-remarks=loop-vectorize): the polynomial must stay float32 (see _exp2_parts).
 
@@ -35,7 +36,6 @@ is contiguous.
 
 from __future__ import annotations
 
-
 import numba
 import numpy as np
 from numba import prange
@@ -43,7 +43,7 @@ from numba import prange
 LOG2E = np.float32(1.4426950408889634)
 # Values below TINY are flushed to 0 in the recurrences. In prefix training only the last position
 # gets a gradient, which then decays backwards by up to e^-20 per step into the denormal range, where
-# x86 arithmetic is ~100x slower (numba's threads do not inherit torch's flush-to-zero).
+# x86 arithmetic takes a slow microcode path (numba's threads do not inherit torch's flush-to-zero).
 TINY = np.float32(1e-30)
 # 2^f ~ P(f) on [0, 1]: weighted least squares on Chebyshev nodes, P(0) = 1 exactly.
 P1, P2, P3 = np.float32(0.6931470036506653), np.float32(0.2402298003435135), np.float32(0.05548352375626564)
@@ -473,10 +473,10 @@ def _conv_bwd(x, wT, bias, gout, gx, gw_b, gbias_b):
 
 
 # One compiled signature each. The scan kernels type every array "any layout" (A): C-contiguous arrays
-# and strided views share the machine code. (Typing the (batch, L, dim) arrays C-contiguous instead made
-# the scan backward 17% slower, 256 -> 299 ms at batch 32, L 800, for no forward gain.) The conv kernels
-# only ever see C-contiguous (B, L, D) arrays (the block's in_proj halves) and are typed so: fwd / bwd
-# 131 / 287 -> 121 / 188 ms at batch 256, L 800. numba compiles (and caches on disk) each kernel once, on
+# and strided views share the machine code (typing the (batch, L, dim) arrays C-contiguous instead made the
+# scan backward slower, for no forward gain). The conv kernels only ever see C-contiguous (B, L, D) arrays
+# (the block's in_proj halves) and are typed so, which lets LLVM vectorise along channels. Figures for both
+# choices: benchmarks/results/kernel_choices.md. numba compiles (and caches on disk) each kernel once, on
 # first use, not at import.
 _A1, _A2, _A3, _A4 = numba.float32[:], numba.float32[:, :], numba.float32[:, :, :], numba.float32[:, :, :, :]
 _C3 = numba.float32[:, :, ::1]

@@ -1,8 +1,8 @@
 """Dropout with a fast mask generator for the CPU.
 
-On the CPU, torch's `bernoulli_` (behind nn.Dropout) draws ~7 ns per element from mt19937 and was
-38% of a SASRec training step on ml-100k. Here the mask comes from numpy's PCG64 byte stream
-(~0.3 ns per byte): 16 random bits per element, kept when >= round(p * 2^16), so the drop rate is
+On the CPU, torch's `bernoulli_` (behind nn.Dropout) draws each element from mt19937, a large share of a
+small model's training step (benchmarks/results/kernel_choices.md). Here the mask comes from numpy's PCG64
+byte stream, far cheaper per bit: 16 random bits per element, kept when >= round(p * 2^16), so the drop rate is
 p to within 2^-16. Each call seeds its PCG64 from torch's generator, so `torch.manual_seed` still
 fixes every mask. On CUDA, torch's own (Philox) dropout is already fast and is used as is; so it is
 under torch.compile, which generates its own masks in the fused kernels (numpy would be traced, not run).

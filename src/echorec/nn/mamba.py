@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from echorec.nn import _kernels
-from echorec.nn.ssm import choose_backend, pick_backend, scan_time_major
+from echorec.nn.ssm import SCAN_BACKENDS, choose_backend, scan_time_major
 
 PAD_DELTA = -1e4
 
@@ -54,12 +54,11 @@ class _CausalConvSiLU(torch.autograd.Function):
 class Mamba(nn.Module):
     def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2, dt_rank="auto",
                  dt_min: float = 0.001, dt_max: float = 0.1, dt_init_floor: float = 1e-4, dt_scale: float = 1.0,
-                 conv_bias: bool = True, bias: bool = False, backend: str | None = None):
+                 conv_bias: bool = True, bias: bool = False, backend: str = "auto"):
         super().__init__()
         self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
         self.d_inner = expand * d_model
         self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
-        self.backend = backend
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias)
         self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1,
                                 bias=conv_bias)
@@ -78,6 +77,27 @@ class Mamba(nn.Module):
         self.A_log = nn.Parameter(torch.log(A))
         self.D = nn.Parameter(torch.ones(self.d_inner))
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+        self.set_backend(backend or "auto")
+
+    # -- the scan backend: one setting, resolved when the block is built or moved, never per forward pass ----
+    def set_backend(self, choice: str) -> None:
+        """`auto` (the fastest backend for the device the weights are on) or a backend's name."""
+        if choice not in SCAN_BACKENDS:
+            raise ValueError(f"unknown selective_scan backend {choice!r}; use one of {', '.join(SCAN_BACKENDS)}")
+        self.backend_choice = choice
+        self._resolve_backend()
+
+    def _resolve_backend(self) -> None:
+        if self.backend_choice == "auto":
+            self.backend, self.backend_why = choose_backend(self.A_log.device)
+        else:
+            self.backend, self.backend_why = self.backend_choice, "set by --backend"
+
+    def _apply(self, fn, recurse=True):
+        # .to(), .cuda(), .cpu() all come here: a block moved to another device picks again.
+        out = super()._apply(fn, recurse)
+        self._resolve_backend()
+        return out
 
     def _ssm_params(self, x):
         """(B, L, d_inner) conv output -> delta (B, L, d_inner) before softplus, Bm, Cm (B, L, N)."""
@@ -90,7 +110,7 @@ class Mamba(nn.Module):
         B, L, _ = x.shape
         # in_proj as two products with halves of its weight, not one product then chunk: each half comes
         # out contiguous (the conv kernels are typed for that), and the backward sums two input
-        # gradients instead of concatenating two (B, L, d_inner) gradients (with the typed conv: -5% at L = 800).
+        # gradients instead of concatenating two (B, L, d_inner) gradients.
         W, bias = self.in_proj.weight, self.in_proj.bias
         di = self.d_inner
         xi = F.linear(x, W[:di], None if bias is None else bias[:di])  # (B, L, d_inner)
@@ -100,7 +120,7 @@ class Mamba(nn.Module):
         conv_in = xi.transpose(1, 2)  # (B, d_inner, L)
         # From here on every (B, L, d_inner) tensor keeps (B, L, d_inner) memory: x_proj, the scan (it
         # reads strided views) and out_proj then need no copies.
-        if (self.backend or pick_backend(x)) == "numba" and x.device.type == "cpu":
+        if self.backend == "numba":
             xc = _CausalConvSiLU.apply(xi, self.conv1d.weight, self.conv1d.bias)  # (B, L, d_inner)
         else:
             # Causal depthwise conv: pad d_conv - 1 zeros on the left, so the output is exactly L long.
@@ -147,12 +167,9 @@ class Mamba(nn.Module):
         return self.out_proj(y.to(x_t.dtype)), (window[..., 1:], h)
 
 
-def scan_summary(model: nn.Module, device) -> str | None:
-    """"scan: triton (CUDA, mamba_ssm not installed)" for a model with Mamba blocks on `device`; None without."""
-    forced = [m.backend for m in model.modules() if isinstance(m, Mamba)]
-    if not forced:
+def scan_summary(model: nn.Module) -> str | None:
+    """"scan: triton (CUDA, mamba_ssm not installed)": what a model's Mamba blocks resolved; None without any."""
+    blocks = [m for m in model.modules() if isinstance(m, Mamba)]
+    if not blocks:
         return None
-    if forced[0]:
-        return f"scan: {forced[0]} (set by --backend)"
-    backend, why = choose_backend(device)
-    return f"scan: {backend} ({why})"
+    return f"scan: {blocks[0].backend} ({blocks[0].backend_why})"

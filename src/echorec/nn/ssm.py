@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from echorec.nn import _kernels
 
-SCAN_BACKENDS = ("", "numba", "triton", "torch", "ref", "mamba_ssm")  # "" = pick_backend's choice
+SCAN_BACKENDS = ("auto", "numba", "triton", "torch", "ref", "mamba_ssm")  # auto = choose_backend's pick
 log = logging.getLogger("echorec.ssm")
 _announced: set[str] = set()
 
@@ -213,8 +213,9 @@ class _TritonScan(torch.autograd.Function):
 def scan_time_major(u, delta, A, Bt, Ct, D=None, z=None, delta_bias=None, delta_softplus=False,
                     initial_state=None, backend: str | None = None):
     """selective_scan with time-major Bt, Ct (batch, L, N): the layout x_proj produces, so the Mamba
-    block needs no transposes. Returns (out, last_state)."""
-    backend = backend or pick_backend(u, initial_state)
+    block needs no transposes. Returns (out, last_state). The Mamba block passes the backend it resolved
+    when it was built or moved; a direct call without one picks for its tensors."""
+    backend = pick_backend(u, initial_state) if backend in (None, "auto") else backend
     if backend == "numba":
         if _kernels.numba_scan is None:
             raise RuntimeError(_kernels.missing("numba"))
@@ -251,7 +252,7 @@ def scan_time_major(u, delta, A, Bt, Ct, D=None, z=None, delta_bias=None, delta_
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                    return_last_state=False, initial_state=None, backend: str | None = None):
     """mamba_ssm-compatible selective scan; see the module docstring."""
-    backend = backend or pick_backend(u, initial_state)
+    backend = pick_backend(u, initial_state) if backend in (None, "auto") else backend
     if backend not in SCAN_BACKENDS[1:]:
         raise ValueError(f"unknown selective_scan backend {backend!r}")
     y, h = scan_time_major(u, delta, A, B.transpose(1, 2), C.transpose(1, 2), D, z, delta_bias, delta_softplus,

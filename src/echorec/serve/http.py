@@ -2,7 +2,7 @@
 GET /model; the OpenAPI schema at /openapi.json (Swagger UI at /docs only with `docs=True`: it loads its
 scripts from a CDN, so it is off by default and the service works offline).
 
-Concurrent requests are micro-batched: the first request waits at most `max_wait` (5 ms) for others,
+Concurrent requests are micro-batched: the first request waits at most `max_wait` (--max-wait-ms) for others,
 then all of them are scored in one forward pass on a worker thread. Everything that grows with the input
 (strict JSON parsing, validation, scoring, writing the reply) runs on worker threads, so the event loop
 only moves bytes and /health answers while a big request is processed.
@@ -16,7 +16,6 @@ a limit) is 400; a body that does not fit the schema is 422 with messages that n
 import asyncio
 import json
 import time
-from typing import Union
 
 from echorec.errors import EchorecError
 from echorec.serve.recommender import Recommender
@@ -205,19 +204,11 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": text})
 
 
-def create_app(rec: Recommender, max_wait: float = 0.005, max_body: int = 1 << 20, docs: bool = False,
-               on_ready=None):
-    """The service; `on_ready()` runs once it accepts connections."""
-    from contextlib import asynccontextmanager
+def _schemas(top_k: int):
+    """The request and reply models (pydantic), with k bounded by this catalogue: (RecommendIn, BatchIn, RecommendOut)."""
+    from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, Response
-    from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
-
-    n = rec.n_items
-    top_k = min(n, MAX_K)
-    Item = Union[StrictStr, StrictInt]  # strict: true or 1.0 is not the id "1"
+    Item = StrictStr | StrictInt  # strict: true or 1.0 is not the id "1"
 
     class RecommendIn(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -244,15 +235,66 @@ def create_app(rec: Recommender, max_wait: float = 0.005, max_body: int = 1 << 2
         fallback: bool = Field(description="true: no known history, the most popular items were returned")
         used: int = Field(description="history items the model read (at most max_len)")
 
-    def clip(answer: dict) -> dict:
-        dropped = answer["dropped"]
-        return {**answer, "dropped": dropped[:MAX_DROPPED], "n_dropped": len(dropped)}
+    return RecommendIn, BatchIn, RecommendOut
 
-    def finish(answers: list[dict]) -> bytes:
-        # The reply's JSON is written on the worker thread: a 1,024-history reply is megabytes of text.
-        return json.dumps([clip(a) for a in answers]).encode()
 
-    batcher = MicroBatcher(rec, max_wait, finish=finish)
+def _clip(answer: dict) -> dict:
+    dropped = answer["dropped"]
+    return {**answer, "dropped": dropped[:MAX_DROPPED], "n_dropped": len(dropped)}
+
+
+def _finish(answers: list[dict]) -> bytes:
+    # The reply's JSON is written on the worker thread: a 1,024-history reply is megabytes of text.
+    return json.dumps([_clip(a) for a in answers]).encode()
+
+
+def _batch_requests(b) -> list[tuple]:
+    if any(len(h) > MAX_HISTORY for h in b.histories):
+        raise TooMuch(f"a history may hold at most {MAX_HISTORY} items")
+    if len(b.histories) * b.k > MAX_RESULTS:
+        raise TooMuch(f"histories x k may be at most {MAX_RESULTS} per request; split the batch")
+    return [([str(i) for i in h], b.k, b.exclude_seen) for h in b.histories]
+
+
+def _error(status: int, detail):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def _body_schema(model) -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+async def _read(request, model, prepare):
+    """The body, parsed strictly, validated and turned into the batcher's requests by `prepare` on a worker
+    thread: (requests, None) or (None, the error reply)."""
+    from pydantic import ValidationError
+
+    body = await request.body()
+
+    def parse():
+        try:
+            return prepare(model.model_validate(parse_strict(body))), None
+        except BadBody as e:
+            return None, _error(400, str(e))
+        except ValidationError as e:
+            return None, _error(422, _errors(e))
+        except TooMuch as e:
+            return None, _error(422, str(e))
+
+    return await asyncio.get_running_loop().run_in_executor(None, parse)
+
+
+def create_app(rec: Recommender, max_wait: float = 0.005, max_body: int = 1 << 20, docs: bool = False,
+               on_ready=None):
+    """The service; `on_ready()` runs once it accepts connections."""
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
+
+    batcher = MicroBatcher(rec, max_wait, finish=_finish)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -266,58 +308,31 @@ def create_app(rec: Recommender, max_wait: float = 0.005, max_body: int = 1 << 2
                   lifespan=lifespan)
     app.state.batcher = batcher
     app.add_middleware(BodyLimit, max_body=max_body)
+    app.add_exception_handler(RequestValidationError, lambda request, exc: _error(422, _errors(exc)))
+    app.add_exception_handler(EchorecError, lambda request, exc: _error(400, str(exc)))
+    _add_routes(app, rec, batcher)
+    return app
 
-    def error(status: int, detail) -> Response:
-        return JSONResponse({"detail": detail}, status_code=status)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request, exc):
-        return error(422, _errors(exc))
+def _add_routes(app, rec: Recommender, batcher: MicroBatcher) -> None:
+    from fastapi import Request
+    from fastapi.responses import Response
 
-    @app.exception_handler(EchorecError)
-    async def user_error(request, exc):
-        return error(400, str(exc))
-
-    def body_schema(model) -> dict:
-        return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
-
-    async def read(request: Request, model, prepare):
-        """The body, parsed strictly, validated and turned into the batcher's requests by `prepare` on a worker
-        thread: (requests, None) or (None, the error reply)."""
-        body = await request.body()
-
-        def parse():
-            try:
-                return prepare(model.model_validate(parse_strict(body))), None
-            except BadBody as e:
-                return None, error(400, str(e))
-            except ValidationError as e:
-                return None, error(422, _errors(e))
-            except TooMuch as e:
-                return None, error(422, str(e))
-
-        return await asyncio.get_running_loop().run_in_executor(None, parse)
+    RecommendIn, BatchIn, RecommendOut = _schemas(min(rec.n_items, MAX_K))
 
     def reply(text: bytes) -> Response:
         return Response(text, media_type="application/json")
 
-    @app.post("/recommend", openapi_extra=body_schema(RecommendIn), responses={200: {"model": RecommendOut}})
+    @app.post("/recommend", openapi_extra=_body_schema(RecommendIn), responses={200: {"model": RecommendOut}})
     async def recommend(request: Request):
-        reqs, bad = await read(request, RecommendIn, lambda b: [([str(i) for i in b.history], b.k, b.exclude_seen)])
+        reqs, bad = await _read(request, RecommendIn, lambda b: [([str(i) for i in b.history], b.k, b.exclude_seen)])
         if bad is not None:
             return bad
         return reply((await batcher.submit_many(reqs))[1:-1])  # the one answer of a one-element list
 
-    def batch_requests(b):
-        if any(len(h) > MAX_HISTORY for h in b.histories):
-            raise TooMuch(f"a history may hold at most {MAX_HISTORY} items")
-        if len(b.histories) * b.k > MAX_RESULTS:
-            raise TooMuch(f"histories x k may be at most {MAX_RESULTS} per request; split the batch")
-        return [([str(i) for i in h], b.k, b.exclude_seen) for h in b.histories]
-
-    @app.post("/recommend/batch", openapi_extra=body_schema(BatchIn), responses={200: {"model": list[RecommendOut]}})
+    @app.post("/recommend/batch", openapi_extra=_body_schema(BatchIn), responses={200: {"model": list[RecommendOut]}})
     async def recommend_batch(request: Request):
-        reqs, bad = await read(request, BatchIn, batch_requests)
+        reqs, bad = await _read(request, BatchIn, _batch_requests)
         if bad is not None:
             return bad
         return reply(await batcher.submit_many(reqs))
@@ -333,8 +348,6 @@ def create_app(rec: Recommender, max_wait: float = 0.005, max_body: int = 1 << 2
         # No filesystem paths: the service may face people who should not learn the server's layout.
         return {k: v for k, v in rec.info.items() if k != "run"}
 
-    return app
-
 
 def listen(host: str, port: int):
     """A socket bound to host:port, or one line saying why not (before any model is loaded)."""
@@ -348,7 +361,7 @@ def listen(host: str, port: int):
         raise EchorecError(f"--host {host}: {e.strerror}") from None
     family, _, _, _, addr = infos[0]
     # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and without it
-    # every reply (headers and body in two writes) waits ~40 ms for a delayed ACK.
+    # every reply (headers and body in two writes) waits for the client's delayed ACK.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

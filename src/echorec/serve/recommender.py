@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from echorec.errors import EchorecError
-from echorec.runfolder import RunFolder
+from echorec.runfolder import ITEMS, RunFolder
 
 
 class Recommender:
@@ -35,7 +35,7 @@ class Recommender:
         self.info = info
 
     @classmethod
-    def from_run(cls, run_dir: str, device="cpu") -> "Recommender":
+    def from_run(cls, run_dir: str, device="cpu") -> Recommender:
         """The run in `run_dir`, scoring on `device` (a torch device or an echorec --device name: auto, cuda:1)."""
         from echorec.device import resolve_device
 
@@ -43,7 +43,7 @@ class Recommender:
         rc, model, meta = folder.load_model(resolve_device(str(device)))
         item_raw, counts = folder.read_items()
         if len(item_raw) != int(meta["n_items"]):
-            raise EchorecError(f"{folder.file('items.tsv')}: {len(item_raw)} items, but the model was trained on "
+            raise EchorecError(f"{folder.file(ITEMS)}: {len(item_raw)} items, but the model was trained on "
                                f"{meta['n_items']}")
         metrics = (folder.read_metrics() or {}).get("test", {})
         info = {"model": rc.model, "dataset": rc.data.dataset, "n_items": len(item_raw), "max_len": rc.data.max_len,
@@ -113,7 +113,7 @@ class Recommender:
     def recommend(self, history: list, k: int = 10, exclude_seen: bool = True) -> dict:
         return self.recommend_batch([history], k, exclude_seen)[0]
 
-    def session(self) -> "Session":
+    def session(self) -> Session:
         return Session(self)
 
 

@@ -17,8 +17,7 @@ import sys
 import time
 
 from echorec.errors import EchorecError
-
-LOG_FILE = "train.log"
+from echorec.runfolder import LOG, MLFLOW_DB, TENSORBOARD, RunFolder
 
 
 def check_logger(name: str) -> None:
@@ -46,17 +45,17 @@ class Tracker:
         if folder is None:
             return
         os.makedirs(folder, exist_ok=True)
-        self._log = open(os.path.join(folder, LOG_FILE), "a", encoding="utf-8")
+        run = RunFolder(folder)
+        self._log = open(run.file(LOG), "a", encoding="utf-8")
         if logger == "tensorboard":
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(os.path.join(folder, "tensorboard"))
+            self._tb = SummaryWriter(run.file(TENSORBOARD))
             self._tb.add_text("config", "\n".join(f"    {k} = {v}" for k, v in (params or {}).items()))
         elif logger == "mlflow":
             import mlflow
 
-            uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///" + os.path.abspath(os.path.join(folder,
-                                                                                                         "mlflow.db"))
+            uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///" + os.path.abspath(run.file(MLFLOW_DB))
             self._mlflow = mlflow.MlflowClient(tracking_uri=uri)
             exp = self._mlflow.get_experiment_by_name("echorec")
             exp_id = exp.experiment_id if exp else self._mlflow.create_experiment("echorec")

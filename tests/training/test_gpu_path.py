@@ -8,7 +8,7 @@ import torch
 from echorec.cli import main
 from echorec.data.preprocess import SeqData
 from echorec.data.split import BatchIterator, leave_one_out
-from echorec.train import loop as tl
+from echorec.training import loop as tl
 
 
 def _split(n_users=400, seed=0):

@@ -1,6 +1,7 @@
 import torch
 
 from echorec.data.split import Batch
+from echorec.models.base import Objective
 from echorec.models.sasrec import SASRec, SASRecConfig
 
 
@@ -10,7 +11,7 @@ def test_sampled_loss_equals_full_ce_over_the_same_candidates():
     seq = torch.randint(1, 51, (6, 8))
     target = torch.randint(1, 51, (6,))
     neg = torch.randint(1, 51, (20,))
-    got = m.loss(Batch(seq, target=target, negatives=neg))
+    got = m.loss(Batch(seq, target=target), Objective(negatives=neg))
     with torch.no_grad():
         scores = m.predict(seq)  # (6, 50)
     ref = []

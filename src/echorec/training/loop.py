@@ -12,10 +12,9 @@ from __future__ import annotations
 import atexit
 import copy
 import dataclasses
+import inspect
 import json
 import os
-import shutil
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -28,14 +27,13 @@ from echorec.data.split import BatchIterator, SampledPrefixes, Split, load_split
 from echorec.device import resolve_amp, resolve_device
 from echorec.errors import EchorecError
 from echorec.eval.evaluate import evaluate
-from echorec.models import build_model
-from echorec.nn.mamba import scan_summary
 from echorec.fsio import remove_stale_temps
+from echorec.models import build_model
+from echorec.models.base import Objective
 from echorec.runfolder import RunFolder, check_same_data
-from echorec.sysinfo import machine
-from echorec.train.optim import RowSparseAdam, clip_grad_norm
-from echorec.train.tracking import LOG_FILE, Tracker, check_logger, say
-from echorec.train.resume import LoopState, check_checkpoint, check_resume_epochs, restore, save_checkpoint
+from echorec.training.optim import RowSparseAdam, clip_grad_norm
+from echorec.training.resume import LoopState, check_checkpoint, check_resume_epochs, checkpoint_trainer, restore
+from echorec.training.tracking import Tracker, check_logger, say
 
 
 def log(msg: str) -> None:
@@ -107,7 +105,7 @@ def ema_tensors(avg: torch.nn.Module, model: torch.nn.Module) -> tuple[list, lis
     """The tensors ema_update reads and writes: (average floats, model floats, average others, model others).
 
     They share storage with the modules, so a run builds them once: state_dict() walks every module, which
-    cost more than the update itself (0.77 of 1.12 ms per step on the 2-layer Beauty model)."""
+    costs more than the update itself."""
     fa, fm, oa, om = [], [], [], []
     for a, p in zip(avg.state_dict().values(), model.state_dict().values()):
         dst_a, dst_m = (fa, fm) if a.is_floating_point() else (oa, om)
@@ -150,6 +148,9 @@ def setup(rc: RunConfig, split: Split, out: str | None, quiet: bool) -> Trainer:
         torch.cuda.set_device(device)
     torch.manual_seed(t.seed)
     model = build_model(rc.model, split.n_items, rc.model_cfg, max_len=d.max_len).to(device)
+    if (t.label_smoothing or t.loss == "sampled") and len(inspect.signature(model.loss).parameters) < 2:
+        raise EchorecError(f"{rc.model}: its loss(batch) takes no objective, so --label-smoothing and --loss sampled "
+                           "cannot apply; give it loss(batch, objective)")
     # Fused Adam on CUDA (a few kernels per step instead of several per parameter); the CPU keeps torch's
     # default, whose results earlier runs were measured with.
     if t.sparse_items:
@@ -199,6 +200,44 @@ def start_average(tr: Trainer, saved_average: dict | None, resumed: bool) -> Non
 SYNC_EVERY = {"cpu": 1, "cuda": 50}
 
 
+def objective(tr: Trainer) -> Objective | None:
+    """This step's training objective, or None for plain cross-entropy (a plugin's loss(batch) needs no more).
+    The sampled loss draws its shared negatives here, one set per step."""
+    t = tr.rc.train
+    if t.loss == "sampled":
+        return Objective(t.label_smoothing, torch.randint(1, tr.split.n_items + 1, (t.negatives,)).to(tr.device))
+    return Objective(t.label_smoothing) if t.label_smoothing else None
+
+
+def forward(tr: Trainer, batch) -> torch.Tensor:
+    """The loss of one batch (the forward pass), under the run's precision."""
+    obj = objective(tr)
+    with torch.autocast(device_type=tr.device.type, dtype=tr.amp or torch.bfloat16, enabled=tr.amp is not None):
+        return tr.step_model(batch) if obj is None else tr.step_model(batch, obj)
+
+
+def backward_step(tr: Trainer, loss: torch.Tensor, state: LoopState) -> None:
+    """Backward, clipping, the optimiser and the weight average for one batch's loss."""
+    t = tr.rc.train
+    tr.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if t.clip_grad > 0:
+        if t.sparse_items:
+            clip_grad_norm(list(tr.model.parameters()), t.clip_grad)
+        else:
+            torch.nn.utils.clip_grad_norm_(tr.model.parameters(), t.clip_grad)
+    tr.opt.step()
+    if tr.ema_model is not None:
+        ema_update(tr.ema_model, tr.model, t.ema, state.ema_updates, tr.ema_pairs, t.ema_warmup)
+        state.ema_updates += 1
+
+
+def checkpoint_due(tr: Trainer, state: LoopState) -> bool:
+    t = tr.rc.train
+    return bool((t.checkpoint_every and state.step % t.checkpoint_every == 0) or
+                (t.checkpoint_minutes and time.perf_counter() - tr.last_checkpoint >= 60 * t.checkpoint_minutes))
+
+
 def run_epoch(tr: Trainer, state: LoopState) -> float:
     """Train the rest of epoch `state.epoch` (from `state.step` on a resume); returns its training seconds."""
     t = tr.rc.train
@@ -213,28 +252,14 @@ def run_epoch(tr: Trainer, state: LoopState) -> float:
     shard = (tr.rank, tr.world) if tr.world > 1 else None
     graphs = t.compile and t.compile_mode == "reduce-overhead" and tr.device.type == "cuda"
     for step, batch in tr.batches.epoch(state.epoch, state.step, shard):
-        batch.label_smoothing = t.label_smoothing
-        if t.loss == "sampled":
-            batch.negatives = torch.randint(1, tr.split.n_items + 1, (t.negatives,)).to(tr.device)
         if graphs:
             torch.compiler.cudagraph_mark_step_begin()  # a new training step: the last step's graph outputs are done
-        with torch.autocast(device_type=tr.device.type, dtype=tr.amp or torch.bfloat16, enabled=tr.amp is not None):
-            loss = tr.step_model(batch)
+        loss = forward(tr, batch)
         first = (bad_step < 0) & ~torch.isfinite(loss.detach())
         bad_step, bad_loss = torch.where(first, step, bad_step), torch.where(first, loss.detach().float(), bad_loss)
         if (step + 1) % sync_every == 0:
-            _stop_if_not_finite(tr, state, bad_step, bad_loss)
-        tr.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if t.clip_grad > 0:
-            if t.sparse_items:
-                clip_grad_norm(list(tr.model.parameters()), t.clip_grad)
-            else:
-                torch.nn.utils.clip_grad_norm_(tr.model.parameters(), t.clip_grad)
-        tr.opt.step()
-        if tr.ema_model is not None:
-            ema_update(tr.ema_model, tr.model, t.ema, state.ema_updates, tr.ema_pairs, t.ema_warmup)
-            state.ema_updates += 1
+            _stop_if_not_finite(tr, state, bad_step, bad_loss)  # before a non-finite loss reaches the weights
+        backward_step(tr, loss, state)
         n = len(batch)
         loss_sum += loss.detach().double() * n
         state.n_seen += n
@@ -243,11 +268,10 @@ def run_epoch(tr: Trainer, state: LoopState) -> float:
             bar.update(n)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}", smp_s=f"{state.n_seen / (time.perf_counter() - te):,.0f}")
-        if (t.checkpoint_every and state.step % t.checkpoint_every == 0) or \
-                (t.checkpoint_minutes and time.perf_counter() - tr.last_checkpoint >= 60 * t.checkpoint_minutes):
+        if checkpoint_due(tr, state):
             _stop_if_not_finite(tr, state, bad_step, bad_loss)
             state.loss_sum, state.epoch_seconds = float(loss_sum), time.perf_counter() - te
-            save_checkpoint(tr, state)
+            checkpoint_trainer(tr, state)
     _stop_if_not_finite(tr, state, bad_step, bad_loss)
     state.loss_sum = float(loss_sum)
     if bar is not None:
@@ -324,7 +348,7 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
     if resume:
         state, saved_average = restore(tr, out)
     else:
-        scan = scan_summary(tr.model, tr.device)
+        scan = tr.model.scan_summary()
         tr.say(f"[echorec] {rc.model}: {sum(p.numel() for p in tr.model.parameters()):,} parameters | "
                f"{split.data.n_users:,} users, {split.n_items:,} items | {tr.batches.n_samples:,} "
                f"{rc.data.train_mode} samples/epoch | device {tr.device}, amp {tr.amp or 'off'}"
@@ -334,7 +358,7 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
         epoch_s = run_epoch(tr, state)
         validate_and_select(tr, state, epoch_s, callback)
         state.next_epoch(epoch_s)
-        save_checkpoint(tr, state)
+        checkpoint_trainer(tr, state)
     if tr.best_state is not None:
         tr.model.load_state_dict(tr.best_state)
     elif tr.ema_model is not None:
@@ -394,21 +418,17 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
     if rank != 0:
         res = train_model(rc, split, out, True, resume=resume)
         return {"valid": res.valid, "test": res.test}
-    os.makedirs(out, exist_ok=True)
-    if resume:  # keep the run's meta; epochs/patience may have changed
-        folder.write_config({**run_config_to_dict(rc), "meta": folder.read_config_dict().get("meta", {})})
+    if resume:
+        folder.continue_run(run_config_to_dict(rc))
     else:
-        for f in existing:  # --overwrite: no stale file of the old run may outlive the new one
-            os.unlink(folder.file(f))
-        for f in (LOG_FILE, "tensorboard"):
-            if folder.has(f):
-                shutil.rmtree(folder.file(f)) if os.path.isdir(folder.file(f)) else os.unlink(folder.file(f))
-        meta = {"n_items": split.n_items, "n_users": data.n_users, "source": os.path.abspath(data.source),
-                "data_digest": digest,
-                "echorec": __import__("echorec").__version__, "torch": torch.__version__,
-                "machine": f"{platform.node()} {machine()}"}
-        folder.write_config({**run_config_to_dict(rc), "meta": meta})
-        folder.write_id_maps(data)
+        folder.start(run_config_to_dict(rc), data, split.n_items, digest)
+    return _train_and_record(rc, split, folder, quiet, resume, callback)
+
+
+def _train_and_record(rc: RunConfig, split: Split, folder: RunFolder, quiet: bool, resume: bool, callback) -> dict:
+    """Rank 0's part of run_training once the folder is set up: train with the tracker, write the weights and
+    metrics.json, and leave the run's end (or its failure) in train.log and the logger."""
+    out = folder.path
     tracker = Tracker(out, rc.train.logger, run_name=os.path.basename(os.path.abspath(out)),
                       params=flatten(run_config_to_dict(rc)) | {"model": rc.model})
     tracker.line(f"{'resume' if resume else 'train'} {rc.model} on {rc.data.dataset} -> {out}")

@@ -91,7 +91,7 @@ def test_uniform_draw_weighs_users_by_their_prefixes():
 
 def test_train_result_counts_the_samples_of_an_epoch():
     from echorec.api import make_config
-    from echorec.train.loop import train_model
+    from echorec.training.loop import train_model
 
     split = _split([6, 9, 12])  # leave-one-out: 4, 7 and 10 training items, so 3 + 6 + 9 prefixes
     for mode, k, want in (("prefix", 4, 18), ("sample", 4, 3 + 4 + 4), ("sample", 1, 3)):

@@ -11,10 +11,10 @@ import time
 import pytest
 import torch
 
-from echorec.cli import main
 from echorec import fsio
 from echorec import runfolder as rf
-from echorec.train import checkpoint as ck
+from echorec.cli import main
+from echorec.training import checkpoint as ck
 
 ARGS = ["--model", "sasrec", "--hidden", "16", "--inner", "32", "--max-len", "10", "--batch-size", "8",
         "--epochs", "3", "--threads", "2", "--progress", "false", "--checkpoint-every", "5", "--patience", "0"]
@@ -87,7 +87,7 @@ def test_resume_with_more_epochs_equals_the_longer_run(tmp_path, data, capsys):
 
 
 def test_resume_with_higher_patience_trains_on_after_an_early_stop(tmp_path, data, monkeypatch, capsys):
-    from echorec.train import loop as tl
+    from echorec.training import loop as tl
 
     out = str(tmp_path / "p")
     # Valid scores in call order: epochs 1-3, the final evaluations of the first two invocations
@@ -153,7 +153,7 @@ def test_nan_loss_stops_and_keeps_best_weights(tmp_path, data, monkeypatch, caps
 def test_lr_decays_on_plateau_and_a_resume_keeps_the_decayed_lr(tmp_path, data, monkeypatch, capsys, refused):
     import csv
 
-    from echorec.train import loop as tl
+    from echorec.training import loop as tl
 
     scores = []  # valid scores in call order; the final valid/test evaluations of a run take one each
 

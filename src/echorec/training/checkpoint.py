@@ -11,10 +11,9 @@ import torch
 from echorec.errors import EchorecError
 from echorec.runfolder import load_weights, save_weights
 
-
 # -- training checkpoints (exact resume) ------------------------------------------------------------
 
-def save_checkpoint(path: str, model, optimizer, loop: dict, config: dict, ema=None) -> None:
+def write_checkpoint(path: str, model, optimizer, loop: dict, config: dict, ema=None) -> None:
     """Model, Adam state, RNG state, the weight average (if any) and the loop's position in one atomically
     written file.
 

@@ -13,9 +13,8 @@ import torch
 
 from echorec.config import run_config_from_dict, run_config_to_dict
 from echorec.errors import EchorecError
-from echorec.runfolder import CHECKPOINT, RunFolder
-from echorec.train.checkpoint import checkpoint_loop, load_checkpoint
-from echorec.train.checkpoint import save_checkpoint as write_checkpoint
+from echorec.runfolder import CHECKPOINT, CONFIG, RunFolder
+from echorec.training.checkpoint import checkpoint_loop, load_checkpoint, write_checkpoint
 
 
 @dataclass
@@ -40,7 +39,7 @@ class LoopState:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict, where: str) -> "LoopState":
+    def from_dict(cls, d: dict, where: str) -> LoopState:
         """Missing keys keep their defaults (a checkpoint written before they were added); every value must have
         its field's type and a sane range."""
         names = {f.name for f in dataclasses.fields(cls)}
@@ -77,7 +76,7 @@ def check_resume_config(folder: RunFolder, asked) -> None:
     """Refuse to resume the run in `folder` with settings (a RunConfig) that change what it computes."""
     base = folder.read_config_dict()
     base.pop("meta", None)
-    saved, want = run_config_to_dict(run_config_from_dict(base, folder.file("config.json"))), run_config_to_dict(asked)
+    saved, want = run_config_to_dict(run_config_from_dict(base, folder.file(CONFIG))), run_config_to_dict(asked)
     diff = [f"{sec}.{k}" for sec in saved if isinstance(saved[sec], dict)
             for k in saved[sec] if saved[sec][k] != want[sec].get(k) and f"{sec}.{k}" not in RESUME_MAY_CHANGE]
     if saved["model"] != want["model"]:
@@ -95,7 +94,7 @@ def check_resume_epochs(folder: RunFolder, epochs: int) -> None:
                            f"least that (it counts all epochs, not more of them)")
 
 
-def save_checkpoint(tr, state) -> None:
+def checkpoint_trainer(tr, state) -> None:
     """The trainer's model, optimizer, RNG, weight average and loop state, into its run folder (rank 0)."""
     if tr.folder is not None:
         write_checkpoint(tr.folder.file(CHECKPOINT), tr.model, tr.opt, state.to_dict(), run_config_to_dict(tr.rc),
@@ -108,7 +107,7 @@ def check_checkpoint(rc, n_items: int, out: str) -> None:
     against a model built on the meta device (no memory)."""
     from echorec.models import build_model
 
-    path = os.path.join(out, CHECKPOINT)
+    path = RunFolder(out).file(CHECKPOINT)
     if not os.path.exists(path):
         raise EchorecError(f"{out}: no {CHECKPOINT} to resume from")
     c = load_checkpoint(path)
@@ -152,7 +151,7 @@ def _check_tensors(model, c: dict, path: str) -> None:
 def restore(tr, out: str):
     """Put the trainer back where the checkpoint in `out` stopped: model, optimizer, RNG, loop state and the
     best weights so far. Returns (LoopState, the saved weight average or None)."""
-    path = os.path.join(out, CHECKPOINT) if out else None
+    path = RunFolder(out).file(CHECKPOINT) if out else None
     if not path or not os.path.exists(path):
         raise EchorecError(f"{out}: no {CHECKPOINT} to resume from")
     c = load_checkpoint(path)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from echorec.cli import main
-from echorec.train.optim import RowSparseAdam, clip_grad_norm
+from echorec.training.optim import RowSparseAdam, clip_grad_norm
 
 
 def test_dense_parameters_follow_torch_adam():

@@ -8,6 +8,7 @@ import torch
 
 from echorec.cli import main
 from echorec.data.split import Batch
+from echorec.models.base import Objective
 from echorec.models.bert4rec import BERT4Rec, BERT4RecConfig
 from echorec.models.sasrec import SASRec, SASRecConfig
 
@@ -28,7 +29,7 @@ def test_prefix_loss_is_the_smoothed_ce(s):
     torch.manual_seed(0)
     m = SASRec(50, 8, SASRecConfig(hidden=16, inner=32)).eval()
     seq, target = torch.randint(1, 51, (6, 8)), torch.randint(1, 51, (6,))
-    got = m.loss(Batch(seq, target=target, label_smoothing=s))
+    got = m.loss(Batch(seq, target=target), Objective(label_smoothing=s))
     with torch.no_grad():
         ref = smoothed_ce(m.predict(seq), target - 1, s)
     torch.testing.assert_close(got.double(), ref, atol=1e-5, rtol=1e-5)
@@ -40,7 +41,7 @@ def test_all_mode_loss_is_the_smoothed_ce_over_real_positions():
     seq = torch.randint(1, 41, (4, 6))
     targets = torch.randint(1, 41, (4, 6))
     seq[0, :3], targets[0, :3] = 0, 0  # a padded row: its first three positions carry no target
-    got = m.loss(Batch(seq, targets=targets, label_smoothing=0.2))
+    got = m.loss(Batch(seq, targets=targets), Objective(label_smoothing=0.2))
     with torch.no_grad():
         h = m.encode(seq)
         real = targets > 0
@@ -54,7 +55,7 @@ def test_bert4rec_cloze_loss_is_smoothed_too():
     losses = []
     for s in (0.0, 0.3):
         torch.manual_seed(7)  # the same cloze mask both times
-        losses.append(m.loss(Batch(seq, target=target, label_smoothing=s)).item())
+        losses.append(m.loss(Batch(seq, target=target), Objective(label_smoothing=s)).item())
     torch.manual_seed(7)
     inputs, labels = m.cloze(seq, target)
     with torch.no_grad():
@@ -65,9 +66,12 @@ def test_bert4rec_cloze_loss_is_smoothed_too():
     assert losses[0] != pytest.approx(losses[1], abs=1e-3)
 
 
-def test_batch_to_keeps_the_smoothing():
-    b = Batch(torch.ones(2, 3, dtype=torch.long), target=torch.ones(2, dtype=torch.long), label_smoothing=0.25)
-    assert b.to("cpu").label_smoothing == 0.25
+def test_a_batch_carries_data_only_and_the_loss_takes_the_objective():
+    import dataclasses
+    import inspect
+
+    assert [f.name for f in dataclasses.fields(Batch)] == ["seq", "target", "targets"]
+    assert list(inspect.signature(SASRec.loss).parameters) == ["self", "batch", "objective"]
 
 
 def test_training_uses_and_saves_the_smoothing(tmp_path, data, small_sasrec):

@@ -6,10 +6,10 @@ import os
 import pytest
 import torch
 
-from echorec.cli import main
 from echorec import runfolder as rf
-from echorec.train import checkpoint as ck
-from echorec.train import loop as tl
+from echorec.cli import main
+from echorec.training import checkpoint as ck
+from echorec.training import loop as tl
 
 
 def test_ema_update_by_hand():
