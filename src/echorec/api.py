@@ -122,13 +122,16 @@ class Run:
             self._rec = Recommender.from_run(self.path, device)
         return self._rec
 
-    def recommend(self, history: list, k: int = 10, exclude_seen: bool = True) -> dict:
+    def recommend(self, history: list, k: int = 10, exclude_seen: bool = True, allow: list | None = None,
+                  deny: list | None = None) -> dict:
         """Top-k next items for one history of raw item ids (oldest first): {"items": [{"item", "score"}, ...],
-        "dropped": unknown ids, "fallback": popularity answer?, "used": items read}."""
-        return self.recommender().recommend(history, k, exclude_seen)
+        "dropped": unknown ids, "fallback": popularity answer?, "used": items read}. `allow` / `deny`: raw ids
+        that alone may be, or may never be, recommended (applied inside the top-k)."""
+        return self.recommender().recommend(history, k, exclude_seen, allow, deny)
 
-    def recommend_batch(self, histories: list[list], k: int = 10, exclude_seen: bool = True) -> list[dict]:
-        return self.recommender().recommend_batch(histories, k, exclude_seen)
+    def recommend_batch(self, histories: list[list], k: int = 10, exclude_seen: bool = True, allow: list | None = None,
+                        deny: list | None = None) -> list[dict]:
+        return self.recommender().recommend_batch(histories, k, exclude_seen, allow, deny)
 
     def session(self):
         """A streaming session: `s.add(item)`, then `s.recommend(k)`."""
@@ -178,9 +181,9 @@ def evaluate(run: str | os.PathLike, split: str = "test", device: str | None = N
 
 
 def recommend(run: str | os.PathLike, history: list, k: int = 10, exclude_seen: bool = True,
-              device: str = "cpu") -> dict:
+              device: str = "cpu", allow: list | None = None, deny: list | None = None) -> dict:
     """`echorec recommend`: the top-k next items for one history of raw item ids."""
-    return load_run(run).recommender(device).recommend(history, k, exclude_seen)
+    return load_run(run).recommender(device).recommend(history, k, exclude_seen, allow, deny)
 
 
 def export(run: str | os.PathLike, out: str | os.PathLike, k: int = 10, device: str = "cpu") -> str:

@@ -181,12 +181,27 @@ def cmd_recommend(argv):
     p.add_argument("--history", default="", help="raw item ids, oldest first, comma-separated")
     p.add_argument("-k", type=int, default=10, help="how many items; default: 10")
     p.add_argument("--include-seen", action="store_true", help="allow items already in the history")
+    p.add_argument("--allow", default=None, help="only these raw item ids may be recommended: comma-separated, or "
+                   "@FILE with one id per line")
+    p.add_argument("--deny", default=None, help="never recommend these raw item ids: comma-separated, or @FILE")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (a GPU when there is one)")
     args = p.parse_args(argv)
     import echorec.api as api
 
     history = [h.strip() for h in args.history.split(",") if h.strip()]
-    print(json.dumps(api.recommend(args.run, history, args.k, not args.include_seen, args.device), indent=2))
+    print(json.dumps(api.recommend(args.run, history, args.k, not args.include_seen, args.device,
+                                   _id_list(args.allow), _id_list(args.deny)), indent=2))
+
+
+def _id_list(text: str | None) -> list[str] | None:
+    """--allow / --deny: "a,b,c" or "@file" (one id per line)."""
+    if text is None:
+        return None
+    if text.startswith("@"):
+        from echorec.serve.filters import read_id_list
+
+        return read_id_list(text[1:])
+    return [x.strip() for x in text.split(",") if x.strip()]
 
 
 def cmd_serve(argv):
@@ -197,6 +212,8 @@ def cmd_serve(argv):
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="micro-batching window")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (a GPU when there is one)")
     p.add_argument("--docs", action="store_true", help="Swagger UI at /docs (its scripts come from a CDN)")
+    p.add_argument("--deny-file", default=None, help="raw item ids (one per line) never recommended; edit the file "
+                   "to change the list, the service re-reads it without a restart")
     args = p.parse_args(argv)
     try:
         from echorec.serve.http import serve
@@ -207,7 +224,8 @@ def cmd_serve(argv):
         print(f"serving {args.run} on {url}" + (f" (docs at {url}/docs)" if args.docs else ""), file=sys.stderr,
               flush=True)
 
-    serve(args.run, args.host, args.port, args.max_wait_ms / 1000, args.device, docs=args.docs, announce=announce)
+    serve(args.run, args.host, args.port, args.max_wait_ms / 1000, args.device, docs=args.docs, announce=announce,
+          deny_file=args.deny_file)
 
 
 def cmd_export(argv):

@@ -26,6 +26,7 @@ MAX_K = 1_000  # items per answer (and never more than the catalogue)
 MAX_RESULTS = 100_000  # histories x k per request: bounds the reply's size and the time to write it
 MAX_DROPPED = 100  # unknown history items listed per answer (n_dropped counts them all)
 MAX_DEPTH = 32  # JSON nesting accepted (the schema needs 3)
+MAX_FILTER = 10_000  # raw ids per allow / deny list of a request (a longer rule belongs in the server's deny file)
 
 
 class MicroBatcher:
@@ -216,12 +217,17 @@ def _schemas(top_k: int):
                                     description="raw item ids, oldest first")
         k: int = Field(10, ge=1, le=top_k, description=f"how many items (1..{top_k})")
         exclude_seen: bool = True
+        allow: list[Item] | None = Field(None, max_length=MAX_FILTER, description="only these items may be "
+                                         "recommended (ranked among themselves)")
+        deny: list[Item] = Field(default_factory=list, max_length=MAX_FILTER, description="never these items")
 
     class BatchIn(BaseModel):
         model_config = ConfigDict(extra="forbid")
         histories: list[list[Item]] = Field(..., min_length=1, max_length=MAX_BATCH)
         k: int = Field(10, ge=1, le=top_k)
         exclude_seen: bool = True
+        allow: list[Item] | None = Field(None, max_length=MAX_FILTER, description="for every history")
+        deny: list[Item] = Field(default_factory=list, max_length=MAX_FILTER, description="for every history")
 
     class Scored(BaseModel):
         item: str
@@ -253,7 +259,11 @@ def _batch_requests(b) -> list[tuple]:
         raise TooMuch(f"a history may hold at most {MAX_HISTORY} items")
     if len(b.histories) * b.k > MAX_RESULTS:
         raise TooMuch(f"histories x k may be at most {MAX_RESULTS} per request; split the batch")
-    return [([str(i) for i in h], b.k, b.exclude_seen) for h in b.histories]
+    return [([str(i) for i in h], b.k, b.exclude_seen, *_rules(b)) for h in b.histories]
+
+
+def _rules(b) -> tuple[list[str] | None, list[str]]:
+    return (None if b.allow is None else [str(i) for i in b.allow]), [str(i) for i in b.deny]
 
 
 def _error(status: int, detail):
@@ -325,7 +335,8 @@ def _add_routes(app, rec: Recommender, batcher: MicroBatcher) -> None:
 
     @app.post("/recommend", openapi_extra=_body_schema(RecommendIn), responses={200: {"model": RecommendOut}})
     async def recommend(request: Request):
-        reqs, bad = await _read(request, RecommendIn, lambda b: [([str(i) for i in b.history], b.k, b.exclude_seen)])
+        reqs, bad = await _read(request, RecommendIn,
+                                lambda b: [([str(i) for i in b.history], b.k, b.exclude_seen, *_rules(b))])
         if bad is not None:
             return bad
         return reply((await batcher.submit_many(reqs))[1:-1])  # the one answer of a one-element list
@@ -341,7 +352,10 @@ def _add_routes(app, rec: Recommender, batcher: MicroBatcher) -> None:
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "uptime_s": round(time.time() - started, 1), "forward_passes": batcher.batches}
+        out = {"status": "ok", "uptime_s": round(time.time() - started, 1), "forward_passes": batcher.batches}
+        if rec.deny_file is not None:
+            out["denied_items"] = int(len(rec.deny_file.check()))
+        return out
 
     @app.get("/model")
     async def model_info():
@@ -373,12 +387,17 @@ def listen(host: str, port: int):
 
 
 def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, max_wait: float = 0.005, device="cpu",
-          docs: bool = False, announce=None) -> None:
-    """Bind, load the run, then serve; `announce(url)` is called once the server accepts connections."""
+          docs: bool = False, announce=None, deny_file: str | None = None) -> None:
+    """Bind, load the run, then serve; `announce(url)` is called once the server accepts connections.
+    `deny_file`: raw item ids (one per line) never recommended, re-read whenever the file changes."""
     import uvicorn
+
+    from echorec.serve.filters import DenyFile
 
     sock = listen(host, port)
     rec = Recommender.from_run(run_dir, device)
+    if deny_file is not None:
+        rec.deny_file = DenyFile(deny_file, rec.index)
     url = f"http://{host}:{sock.getsockname()[1]}"
     app = create_app(rec, max_wait, docs=docs, on_ready=None if announce is None else lambda: announce(url))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))

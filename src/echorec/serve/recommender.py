@@ -5,7 +5,9 @@
 
 Input rules: unknown items are dropped and reported; an empty or fully unknown history gets the
 most popular items, flagged `fallback: true`; only the most recent max_len items are used; items in
-the history are not recommended again unless exclude_seen=False.
+the history are not recommended again unless exclude_seen=False. Business rules (serve/filters.py): an
+`allow` list (only these items, ranked exactly among themselves), a `deny` list, and a server-wide deny file
+(`rec.deny_file = DenyFile(path, rec.index)`, re-read when it changes) apply inside the top-k.
 
 Streaming: `rec.session()` keeps one user's state through the model contract's `init_state` /
 `step`. Where the model's state is its recurrence (Mamba4Rec, GRU4Rec) each new event costs O(1) in
@@ -22,6 +24,7 @@ import torch
 
 from echorec.errors import EchorecError
 from echorec.runfolder import ITEMS, RunFolder
+from echorec.serve.filters import DenyFile, mask_scores, to_internal, top_k
 
 
 class Recommender:
@@ -33,6 +36,7 @@ class Recommender:
         self.counts = counts
         self.popular = np.argsort(-counts, kind="stable") + 1  # internal ids, most popular first
         self.info = info
+        self.deny_file: DenyFile | None = None  # the server-wide deny list, if any
 
     @classmethod
     def from_run(cls, run_dir: str, device="cpu") -> Recommender:
@@ -68,30 +72,45 @@ class Recommender:
                 known.append(i)
         return known, dropped
 
-    def _answer(self, scores: torch.Tensor | None, known: list[int], dropped, k, exclude_seen) -> dict:
-        if scores is None:  # popularity fallback
-            seen = set(known) if exclude_seen else set()
-            ids = [int(i) for i in self.popular[: k + len(seen)] if int(i) not in seen][:k]
+    def _denied(self, deny: np.ndarray | None) -> np.ndarray | None:
+        """The request's deny ids joined with the server-wide list."""
+        server = self.deny_file.check() if self.deny_file is not None else None
+        if server is None or not len(server):
+            return deny
+        return server if deny is None or not len(deny) else np.union1d(deny, server)
+
+    def _answer(self, scores: torch.Tensor | None, known: list[int], dropped, k, exclude_seen, allow=None,
+                deny=None) -> dict:
+        """One answer from one row of scores (None: the popularity fallback), under the rules: `allow` / `deny`
+        are internal ids (None: no rule)."""
+        deny = self._denied(deny)
+        seen = sorted(set(known)) if exclude_seen else []
+        if scores is None:  # popularity fallback, under the same rules
+            blocked = set(seen) | (set(deny.tolist()) if deny is not None else set())
+            pool = self.popular if allow is None else allow[np.argsort(-self.counts[allow - 1], kind="stable")]
+            ids = [int(i) for i in pool if int(i) not in blocked][:k]
             return {"items": [{"item": self.item_raw[i - 1], "score": float(self.counts[i - 1])} for i in ids],
                     "dropped": dropped, "fallback": True, "used": 0}
-        scores = scores.float().clone()
-        if exclude_seen and known:
-            scores[torch.tensor(sorted(set(known))) - 1] = float("-inf")
-        kk = min(k, int(torch.isfinite(scores).sum()))
-        top = torch.topk(scores, kk)
-        return {"items": [{"item": self.item_raw[int(i)], "score": float(v)} for v, i in zip(top.values, top.indices)],
+        row = scores.float()[None].clone()  # (1, n_items)
+        mask_scores(row, deny, np.zeros(len(seen), dtype=np.int64), np.array(seen, dtype=np.int64))
+        values, ids = top_k(row, k, allow)
+        keep = ids[0] > 0
+        return {"items": [{"item": self.item_raw[int(i) - 1], "score": float(v)}
+                          for v, i in zip(values[0][keep], ids[0][keep])],
                 "dropped": dropped, "fallback": False, "used": min(len(known), self.max_len)}
 
-    def recommend_batch(self, histories: list[list], k: int = 10, exclude_seen: bool = True) -> list[dict]:
-        """One forward pass for many users; each answer as in `recommend`."""
-        return self.answer_many([(h, k, exclude_seen) for h in histories])
+    def recommend_batch(self, histories: list[list], k: int = 10, exclude_seen: bool = True, allow: list | None = None,
+                        deny: list | None = None) -> list[dict]:
+        """One forward pass for many users; each answer as in `recommend` (the same allow / deny for all)."""
+        return self.answer_many([(h, k, exclude_seen, allow, deny) for h in histories])
 
     @torch.no_grad()
-    def answer_many(self, requests: list[tuple[list, int, bool]]) -> list[dict]:
-        """(history, k, exclude_seen) per request, all scored in one forward pass."""
-        for _, k, _ in requests:
-            self._check_k(k)
-        parsed = [self._encode_history(h) for h, _, _ in requests]
+    def answer_many(self, requests: list[tuple]) -> list[dict]:
+        """(history, k, exclude_seen[, allow, deny]) per request, all scored in one forward pass; allow / deny are
+        raw item ids (unknown ones are ignored) or None."""
+        for r in requests:
+            self._check_k(r[1])
+        parsed = [self._encode_history(r[0]) for r in requests]
         rows = [kn[-self.max_len:] for kn, _ in parsed if kn]
         scores = None
         if rows:
@@ -102,16 +121,18 @@ class Recommender:
             # (n, n_items), ranked on the CPU: the rest of the answer is Python work on a few ids
             scores = self.model.predict(seq.to(self.model.item_emb.weight.device)).float().cpu()
         out, j = [], 0
-        for (known, dropped), (_, k, exclude_seen) in zip(parsed, requests):
-            if known:
-                out.append(self._answer(scores[j], known, dropped, k, exclude_seen))
-                j += 1
-            else:
-                out.append(self._answer(None, known, dropped, k, exclude_seen))
+        for (known, dropped), r in zip(parsed, requests):
+            k, exclude_seen = r[1], r[2]
+            allow, deny = (to_internal(self.index, r[3]), to_internal(self.index, r[4])) if len(r) > 3 else (None, None)
+            out.append(self._answer(scores[j] if known else None, known, dropped, k, exclude_seen, allow, deny))
+            j += bool(known)
         return out
 
-    def recommend(self, history: list, k: int = 10, exclude_seen: bool = True) -> dict:
-        return self.recommend_batch([history], k, exclude_seen)[0]
+    def recommend(self, history: list, k: int = 10, exclude_seen: bool = True, allow: list | None = None,
+                  deny: list | None = None) -> dict:
+        """Top-k next items for one history of raw ids (oldest first); `allow`: only these raw ids may be
+        recommended, `deny`: never these (both besides the server-wide deny file, if any)."""
+        return self.recommend_batch([history], k, exclude_seen, allow, deny)[0]
 
     def session(self) -> Session:
         return Session(self)
@@ -142,8 +163,10 @@ class Session:
     def scores(self) -> torch.Tensor | None:
         return self._scores
 
-    def recommend(self, k: int = 10, exclude_seen: bool = True) -> dict:
+    def recommend(self, k: int = 10, exclude_seen: bool = True, allow: list | None = None,
+                  deny: list | None = None) -> dict:
         self.rec._check_k(k)
-        out = self.rec._answer(self.scores(), self.history, list(self.dropped), k, exclude_seen)
+        out = self.rec._answer(self.scores(), self.history, list(self.dropped), k, exclude_seen,
+                               to_internal(self.rec.index, allow), to_internal(self.rec.index, deny))
         out["incremental"] = self.incremental
         return out
