@@ -13,11 +13,11 @@ on first use, so `import echorec` stays light. (The training code itself is the 
 from echorec.errors import EchorecError
 from echorec.version import __version__
 
-__all__ = ["EchorecError", "Run", "__version__", "evaluate", "export", "load_run", "make_config", "recommend", "register",
-           "train"]
+__all__ = ["EchorecError", "Run", "__version__", "evaluate", "export", "load_run", "make_config", "predict", "recommend",
+           "register", "train"]
 
-_LAZY = {"train": "echorec.api", "load_run": "echorec.api", "make_config": "echorec.api", "Run": "echorec.api",
-         "evaluate": "echorec.api", "export": "echorec.api", "recommend": "echorec.api", "register": "echorec.models"}
+_API = ("train", "load_run", "make_config", "Run", "evaluate", "export", "recommend", "predict")
+_LAZY = {**{name: "echorec.api" for name in _API}, "register": "echorec.models"}
 
 
 def __getattr__(name):

@@ -186,6 +186,19 @@ def recommend(run: str | os.PathLike, history: list, k: int = 10, exclude_seen: 
     return load_run(run).recommender(device).recommend(history, k, exclude_seen, allow, deny)
 
 
+def predict(run: str | os.PathLike, out: str | os.PathLike, data: str | None = None, users: str | None = None,
+            k: int = 10, exclude_seen: bool = True, allow: list | None = None, deny: list | None = None,
+            fmt: str | None = None, device: str = "cpu", overwrite: bool = False, progress: bool = False,
+            columns: dict | None = None, budget_mb: float = 256.0) -> dict:
+    """`echorec predict`: the top-k of every user of `data` (default: the run's own log), or of the users listed in
+    the file `users`, written to `out` (CSV, or Parquet for a .parquet name) as rows of raw ids: user, rank, item,
+    score. Returns the job's figures."""
+    from echorec.serve.predict import predict as run_predict
+
+    return run_predict(os.fspath(run), os.fspath(out), data, users, k, exclude_seen, allow, deny, fmt, device,
+                       budget_mb, overwrite, progress, columns, log=lambda m: None)
+
+
 def export(run: str | os.PathLike, out: str | os.PathLike, k: int = 10, device: str = "cpu") -> str:
     """`echorec export`: the run's model and a top-k as TorchScript at `out`; returns the path."""
     from echorec.serve.export import export_torchscript

@@ -204,6 +204,44 @@ def _id_list(text: str | None) -> list[str] | None:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def cmd_predict(argv):
+    from echorec.data.readers import FORMATS
+
+    p = Parser(prog="echorec predict", description="Batch scoring: the top-k of every user of a log (or of the users "
+               "in --users), written to a CSV or Parquet table of raw ids: user, rank, item, score.")
+    p.add_argument("--run", required=True, help="the run folder (written by echorec train)")
+    p.add_argument("--out", required=True, help="the table to write: .csv, or .parquet (needs pyarrow)")
+    p.add_argument("--data", default=None, help="the log to score, in any format echorec reads (default: the run's "
+                   "own data); each user's history is all of it")
+    p.add_argument("--users", default=None, help="a file of raw user ids, one per line: score only these (a user "
+                   "absent from the log gets the most popular items)")
+    p.add_argument("-k", type=int, default=10, help="items per user; default: 10")
+    p.add_argument("--include-seen", action="store_true", help="allow items already in the user's history")
+    p.add_argument("--allow", default=None, help="only these raw item ids: comma-separated, or @FILE")
+    p.add_argument("--deny", default=None, help="never these raw item ids: comma-separated, or @FILE")
+    p.add_argument("--format", default=None, choices=["csv", "parquet"], help="the table's format (default: from "
+                   "--out's extension)")
+    p.add_argument("--data-format", default=None, choices=FORMATS, help="--data's format (default: the run's setting)")
+    for col in ("user", "item", "time"):
+        p.add_argument(f"--{col}-col", default=None, help=f"--data's {col} column (default: the run's setting)")
+    p.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N")
+    p.add_argument("--budget-mb", type=float, default=256.0, help="memory for one chunk's scores (users x items); "
+                   "default: 256")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--progress", choices=["true", "false"], default="true", help="a progress bar with users/s (on a "
+                   "terminal)")
+    args = p.parse_args(argv)
+    if args.budget_mb <= 0:
+        raise EchorecError(f"--budget-mb {args.budget_mb}: must be positive")
+    from echorec.serve.predict import predict
+
+    columns = {k: v for k, v in (("format", args.data_format), ("user_col", args.user_col),
+                                 ("item_col", args.item_col), ("time_col", args.time_col)) if v is not None}
+    predict(args.run, args.out, args.data, args.users, args.k, not args.include_seen, _id_list(args.allow),
+            _id_list(args.deny), args.format, args.device, args.budget_mb, args.overwrite, args.progress == "true",
+            columns, log=lambda m: print(m, file=sys.stderr))
+
+
 def cmd_serve(argv):
     p = Parser(prog="echorec serve", description="HTTP service: POST /recommend, /recommend/batch; GET /health, /model")
     p.add_argument("--run", required=True, help="the run folder (written by echorec train)")
@@ -416,8 +454,8 @@ def cmd_models(argv):
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "data": cmd_data, "models": cmd_models,
-            "recommend": cmd_recommend, "serve": cmd_serve, "export": cmd_export, "bench": cmd_bench,
-            "tune": cmd_tune}
+            "recommend": cmd_recommend, "predict": cmd_predict, "serve": cmd_serve, "export": cmd_export,
+            "bench": cmd_bench, "tune": cmd_tune}
 
 
 def _did_you_mean(word: str, choices) -> str:
@@ -435,12 +473,13 @@ def main(argv=None) -> int:
         print(f"echorec {__version__}")
         return 0
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: echorec {train,evaluate,data,models,recommend,serve,export,bench,tune} ...\n\n"
+        print("usage: echorec {train,evaluate,data,models,recommend,predict,serve,export,bench,tune} ...\n\n"
               "  train      train a model, write a run folder\n"
               "  evaluate   reload a run folder and recompute its metrics\n"
               "  data       data info DS | data list\n"
               "  models     list registered models\n"
               "  recommend  next items for one history, as JSON\n"
+              "  predict    batch scoring: every user's top-k to a CSV or Parquet table\n"
               "  serve      HTTP service over a run folder\n"
               "  export     TorchScript of a run's model + top-k\n"
               "  bench      bench accuracy (models x datasets x seeds tables) | bench speed (time/memory vs length)\n"

@@ -37,6 +37,7 @@ class Recommender:
         self.popular = np.argsort(-counts, kind="stable") + 1  # internal ids, most popular first
         self.info = info
         self.deny_file: DenyFile | None = None  # the server-wide deny list, if any
+        self.config = None  # the run's RunConfig (from_run sets it)
 
     @classmethod
     def from_run(cls, run_dir: str, device="cpu") -> Recommender:
@@ -52,7 +53,9 @@ class Recommender:
         metrics = (folder.read_metrics() or {}).get("test", {})
         info = {"model": rc.model, "dataset": rc.data.dataset, "n_items": len(item_raw), "max_len": rc.data.max_len,
                 "causal": bool(model.causal), "metrics": metrics, "run": os.path.abspath(run_dir)}
-        return cls(model, item_raw, counts, rc.data.max_len, info)
+        rec = cls(model, item_raw, counts, rc.data.max_len, info)
+        rec.config = rc
+        return rec
 
     @property
     def n_items(self) -> int:
