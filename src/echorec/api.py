@@ -199,8 +199,18 @@ def predict(run: str | os.PathLike, out: str | os.PathLike, data: str | None = N
                        budget_mb, overwrite, progress, columns, log=lambda m: None)
 
 
-def export(run: str | os.PathLike, out: str | os.PathLike, k: int = 10, device: str = "cpu") -> str:
-    """`echorec export`: the run's model and a top-k as TorchScript at `out`; returns the path."""
-    from echorec.serve.export import export_torchscript
+def export(run: str | os.PathLike, out: str | os.PathLike, k: int = 10, device: str = "cpu", fmt: str | None = None,
+           overwrite: bool = False) -> str:
+    """`echorec export`: the run's model and a top-k as TorchScript or ONNX (`fmt`, or from a .onnx name) at `out`;
+    returns the path. ONNX writes the id map beside the model (<name>.items.tsv)."""
+    from echorec.serve.export import check_out, export_format, export_onnx, export_torchscript
 
-    return export_torchscript(os.fspath(run), os.fspath(out), k, device)
+    out = os.fspath(out)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise EchorecError(f"-k {k!r}: at least 1 item")
+    check_out(out, overwrite)
+    if export_format(out, fmt) == "onnx":
+        if str(device) not in ("cpu", "auto"):
+            raise EchorecError("--format onnx exports a CPU graph; drop --device (ONNX Runtime picks its own)")
+        return export_onnx(os.fspath(run), out, k)
+    return export_torchscript(os.fspath(run), out, k, device)

@@ -267,15 +267,27 @@ def cmd_serve(argv):
 
 
 def cmd_export(argv):
-    p = Parser(prog="echorec export", description="TorchScript of encoder + top-k (torch.jit.load to use it).")
+    p = Parser(prog="echorec export", description="The run's model and its top-k as TorchScript (torch.jit.load) or "
+               "ONNX (any runtime; dynamic batch and history length; the id map written beside it).")
     p.add_argument("--run", required=True, help="the run folder (written by echorec train)")
-    p.add_argument("--out", required=True, help="the TorchScript file to write")
+    p.add_argument("--out", required=True, help="the file to write (.onnx: ONNX)")
+    p.add_argument("--format", default=None, choices=["torchscript", "onnx"], help="default: onnx for a .onnx name, "
+                   "else torchscript")
     p.add_argument("-k", type=int, default=10, help="items the exported top-k returns; default: 10")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (a GPU when there is one)")
+    p.add_argument("--device", default="cpu", help="TorchScript: cpu, cuda, cuda:N or auto (the graph runs on that "
+                   "device type); ONNX graphs are CPU graphs")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = p.parse_args(argv)
     import echorec.api as api
 
-    print(api.export(args.run, args.out, args.k, args.device))
+    path = api.export(args.run, args.out, args.k, args.device, args.format, args.overwrite)
+    print(path)
+    if path.lower().endswith(".onnx") or args.format == "onnx":
+        from echorec.serve.export import items_beside
+
+        print(f"id map: {items_beside(path)} (internal_id -> raw_id). Input 'seq': int64 (batch, length) internal "
+              f"ids, oldest first, 0 = padding; outputs 'scores' (batch, k) and 'items' (batch, k) internal ids.",
+              file=sys.stderr)
 
 
 def _protocol_flags(p):

@@ -51,7 +51,10 @@ class FrequencyMix(nn.Module):
     def forward(self, x):
         L = x.shape[1]
         spec = torch.fft.rfft(x.float(), dim=1, norm="ortho")  # (B, L//2+1, D)
-        spec[:, self.keep:] = 0
+        # The high bins zeroed by a mask rather than an in-place slice assignment, which ONNX export cannot
+        # trace on complex tensors; the kept bins are multiplied by exactly 1.
+        keep = torch.arange(spec.shape[1], device=spec.device) < self.keep
+        spec = spec * keep[None, :, None]
         low = torch.fft.irfft(spec, n=L, dim=1, norm="ortho").to(x.dtype)
         mixed = low + self.sqrt_beta ** 2 * (x - low)
         return self.ln(x + self.drop(mixed))
