@@ -99,6 +99,8 @@ class TrainConfig:
                                  "Adam)")
     label_smoothing: float = setting(0.0, "full CE only: the target keeps 1 - s of its mass, s is spread over all "
                                      "items", low=0, high=1, high_open=True)
+    init_from: str | None = setting(None, "warm start: a run folder whose weights start this run (same model and "
+                                    "shapes); its items keep their ids and embeddings, new items get fresh rows")
     compile: bool = setting(False, "torch.compile the model (the first steps compile, which takes minutes; whether "
                             "it then pays off depends on the device, see the scaling docs)")
     compile_mode: str = setting("default", "torch.compile's mode with --compile true; reduce-overhead also records "

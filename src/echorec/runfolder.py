@@ -115,7 +115,7 @@ class RunFolder:
         return [f for f in RUN_FILES if self.has(f)]
 
     # -- housekeeping ----------------------------------------------------------------------------------
-    def start(self, config: dict, data, n_items: int, digest: str) -> None:
+    def start(self, config: dict, data, n_items: int, digest: str, extra_meta: dict | None = None) -> None:
         """Begin a new run here: clear any earlier run's files (the caller checked --overwrite), then write
         config.json with its meta block (what the model needs to be rebuilt, and where it came from) and the
         id maps."""
@@ -123,7 +123,7 @@ class RunFolder:
         self.clear()
         meta = {"n_items": n_items, "n_users": data.n_users, "source": os.path.abspath(data.source),
                 "data_digest": digest, "echorec": __version__, "torch": torch.__version__,
-                "machine": f"{platform.node()} {machine()}"}
+                "machine": f"{platform.node()} {machine()}", **(extra_meta or {})}
         self.write_config({**config, "meta": meta})
         self.write_id_maps(data)
 
@@ -241,6 +241,12 @@ class RunFolder:
         atomic_write_text(self.file(ITEMS), _tsv(["internal_id", "raw_id", "count"],
                                                  ((i + 1, r, counts[i + 1]) for i, r in enumerate(data.item_raw))))
         atomic_write_text(self.file(USERS), _tsv(["index", "raw_id"], enumerate(data.user_raw)))
+
+    def item_order(self) -> list[str] | None:
+        """The raw ids a reload must number first, as training did: a warm-started run's items (its parent's, then
+        the new ones); None for a run that numbered its data's items in their own order."""
+        meta = self.read_config_dict().get("meta") or {}
+        return self.read_items()[0] if isinstance(meta, dict) and meta.get("parent") else None
 
     def read_items(self) -> tuple[list[str], np.ndarray]:
         """(raw id of internal id i at [i - 1], interaction count per item)."""

@@ -64,7 +64,7 @@ def make_record(run_dir: str, wall_seconds: float, threads: int) -> dict:
     folder = RunFolder(run_dir)
     rc, model, meta = folder.load_model()
     metrics = folder.read_metrics()
-    _, split = load_split(rc.data)
+    _, split = load_split(rc.data, items_first=folder.item_order())
     m, ranks = evaluate(model, split, "test", rc.eval, rc.data.max_len, "cpu", return_ranks=True)
     for k, v in metrics["test"].items():
         if abs(v - m[k]) > 1e-9:

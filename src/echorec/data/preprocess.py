@@ -164,6 +164,19 @@ def preprocess(inter: Interactions, min_rating: float | None = None, kcore_k: in
     )
 
 
+def with_items_first(data: SeqData, known: list[str]) -> tuple[SeqData, int]:
+    """`data` renumbered so that the items of `known` (raw ids, in order) come first with ids 1..len(known), as in
+    the run they came from, and the data's other items follow in their own order: a warm-started run's item map
+    grows and never renumbers a known item. Returns (the data, how many items are new)."""
+    index = {r: i + 1 for i, r in enumerate(known)}
+    new = [r for r in data.item_raw if r not in index]
+    index.update({r: len(known) + j + 1 for j, r in enumerate(new)})
+    remap = np.array([index[r] for r in data.item_raw], dtype=np.int64)  # old internal id - 1 -> new id
+    raw = np.array(list(known) + new, dtype=str)
+    return SeqData(items=remap[data.items - 1], offsets=data.offsets, item_raw=raw, user_raw=data.user_raw,
+                   source=data.source, times=data.times, duplicates=data.duplicates, deduped=data.deduped), len(new)
+
+
 def _cache_key(path: str, options: dict) -> str:
     h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:

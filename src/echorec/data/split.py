@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from echorec.data.datasets import resolve
-from echorec.data.preprocess import SeqData, load_sequences
+from echorec.data.preprocess import SeqData, load_sequences, with_items_first
 from echorec.errors import EchorecError
 
 
@@ -86,10 +86,13 @@ class Split:
         raise EchorecError(f"unknown train_mode {mode!r}; use prefix, all or bsarec")
 
 
-def load_split(dc) -> tuple[SeqData, Split]:
-    """Read, preprocess (cached) and split the log a DataConfig names: (SeqData, Split by dc.split)."""
+def load_split(dc, items_first: list[str] | None = None) -> tuple[SeqData, Split]:
+    """Read, preprocess (cached) and split the log a DataConfig names: (SeqData, Split by dc.split). With
+    `items_first` (raw ids: a warm start's parent items), those items keep their ids and new ones follow."""
     data = load_sequences(resolve(dc.dataset), dc.format, (dc.user_col, dc.item_col, dc.time_col, dc.rating_col),
                           dc.min_rating, dc.kcore, dc.dedup)
+    if items_first is not None:
+        data = with_items_first(data, items_first)[0]
     if dc.split == "time":
         return data, time_split(data, dc.valid_from, dc.test_from)
     return data, leave_one_out(data)

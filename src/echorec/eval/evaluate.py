@@ -150,7 +150,7 @@ def evaluate_run(run_dir: str, which: str = "test", device: str | None = None,
     rc, model, meta = folder.load_model()
     dev = resolve_device(device or rc.train.device)
     model.to(dev)
-    data, split = load_split(rc.data)
+    data, split = load_split(rc.data, items_first=folder.item_order())
     check_same_data(folder, data, data.digest(), allow_data_change, "evaluate")
     if split.n_items != int(meta["n_items"]):
         raise EchorecError(f"{run_dir}: the data now has {split.n_items} items, the run was trained on {meta['n_items']}")

@@ -34,6 +34,7 @@ from echorec.runfolder import RunFolder, check_same_data
 from echorec.training.optim import RowSparseAdam, clip_grad_norm
 from echorec.training.resume import LoopState, check_checkpoint, check_resume_epochs, checkpoint_trainer, restore
 from echorec.training.tracking import Tracker, check_logger, say
+from echorec.training.warm import check_shapes, parent_meta, read_parent, warm_start
 
 
 def log(msg: str) -> None:
@@ -348,6 +349,9 @@ def train_model(rc: RunConfig, split: Split, out: str | None = None, quiet: bool
     if resume:
         state, saved_average = restore(tr, out)
     else:
+        if rc.train.init_from:
+            new = warm_start(tr.model, read_parent(rc.train.init_from, rc.model))
+            tr.say(f"[echorec] warm start from {rc.train.init_from}: its weights, {new:,} new item(s) with fresh rows")
         scan = tr.model.scan_summary()
         tr.say(f"[echorec] {rc.model}: {sum(p.numel() for p in tr.model.parameters()):,} parameters | "
                f"{split.data.n_users:,} users, {split.n_items:,} items | {tr.batches.n_samples:,} "
@@ -402,7 +406,15 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
                            f"or --resume {out} to continue it")
     if resume:
         check_resume_epochs(folder, rc.train.epochs)
-    data, split = load_split(rc.data)
+    # A warm start numbers its parent's items first; a resumed one as its own item map says (the parent may
+    # have moved since).
+    parent = read_parent(rc.train.init_from, rc.model) if rc.train.init_from and not resume else None
+    order = folder.item_order() if resume else parent.items if parent else None
+    data, split = load_split(rc.data, items_first=order)
+    if parent is not None:
+        with torch.device("meta"):
+            check_shapes(build_model(rc.model, split.n_items, rc.model_cfg, max_len=rc.data.max_len), parent,
+                         split.n_items)
     if len(split.train_samples(rc.data.train_mode, rc.data.max_len)[0]) == 0:
         raise EchorecError(f"{data.source}: no training samples (every user has fewer than 4 items)")
     digest = data.digest()
@@ -421,7 +433,8 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
     if resume:
         folder.continue_run(run_config_to_dict(rc))
     else:
-        folder.start(run_config_to_dict(rc), data, split.n_items, digest)
+        folder.start(run_config_to_dict(rc), data, split.n_items, digest,
+                     {"parent": parent_meta(parent, split.n_items)} if parent else None)
     return _train_and_record(rc, split, folder, quiet, resume, callback)
 
 
