@@ -182,3 +182,23 @@ def test_the_package_functions_are_the_api_and_the_cli_goes_through_them(tmp_pat
     assert calls[1]["resume"] is True
     m = api.evaluate(out)
     assert m == pytest.approx(api.load_run(out).metrics["test"])
+
+
+def test_a_config_of_another_model_keeps_its_data_and_training_settings():
+    import echorec.api as api
+
+    path = os.path.join(os.path.dirname(__file__), "fixtures", "legacy_runs", "sasrec", "config.json")
+    base = json.load(open(path))
+    rc = api.make_config(path, model="gru4rec")  # the README's `--config runs/clicks/config.json --model ...`
+    assert rc.model == "gru4rec" and rc.data.max_len == base["data"]["max_len"]
+    assert rc.train.lr == base["train"]["lr"] and rc.model_cfg.layers == 1  # gru4rec's own default, not sasrec's
+
+
+def test_a_warm_start_starts_from_its_parents_settings(tmp_path, seq_file):
+    import echorec.api as api
+
+    parent = str(tmp_path / "p")
+    api.train(model="gru4rec", dataset=seq_file, hidden=8, gru_hidden=12, epochs=1, out=parent, quiet=True)
+    rc = api.make_config(init_from=parent, epochs=3)
+    assert (rc.model, rc.model_cfg.hidden, rc.model_cfg.gru_hidden, rc.train.epochs) == ("gru4rec", 8, 12, 3)
+    assert rc.train.init_from == parent

@@ -54,6 +54,26 @@ def _dotted(model: str, kwargs: dict) -> dict:
     return out
 
 
+def starting_config(config: str | None = None, resume: str | None = None, init_from: str | None = None) -> dict:
+    """The settings a run starts from before flags or keywords: a resumed run's config.json, else a config file,
+    else (a warm start) the parent run's settings, else the defaults ({})."""
+    from echorec.config import load_config_file
+
+    if resume:
+        d = RunFolder(resume).read_config_dict()
+    elif config:
+        d = load_config_file(config)
+    elif init_from:
+        if not os.path.isdir(init_from):
+            raise EchorecError(f"--init-from {init_from}: no such run folder")
+        d = RunFolder(init_from).read_config_dict()
+    else:
+        return {}
+    d = dict(d)
+    d.pop("meta", None)
+    return d
+
+
 def make_config(config: RunConfig | dict | str | None = None, *, overrides: dict | None = None,
                 **settings) -> RunConfig:
     """A validated RunConfig from a RunConfig, a config dict (config.json's form), a .yaml/.json file, or
@@ -69,6 +89,9 @@ def make_config(config: RunConfig | dict | str | None = None, *, overrides: dict
         base = {}
     else:
         raise EchorecError(f"config must be a RunConfig, a dict or a file path, got {type(config).__name__}")
+    init_from = settings.get("init_from") or (overrides or {}).get("train.init_from")
+    if config is None and init_from:  # a warm start with nothing else given starts from its parent's settings
+        base = starting_config(init_from=init_from)
     base.pop("meta", None)
     model = settings.pop("model", None) or base.get("model", "sasrec")
     if not isinstance(model, str):
@@ -77,6 +100,8 @@ def make_config(config: RunConfig | dict | str | None = None, *, overrides: dict
         if not isinstance(base.get(sec) or {}, dict):
             raise EchorecError(f"config: {sec} must be a mapping of settings, got {type(base[sec]).__name__}")
     d = {"model": model, **{k: dict(base.get(k) or {}) for k in SECTION_NAMES}}
+    if base.get("model", model) != model:  # the file's data/train/eval settings for another model: not its own
+        d["model_cfg"] = {}
     d = with_overrides(with_overrides(d, _dotted(model, settings)), overrides or {})
     rc = run_config_from_dict(d, where="settings")
     rc.validate()

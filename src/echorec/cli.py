@@ -63,17 +63,14 @@ def _train_parser(model_cls, model: str):
 
 def cmd_train(argv):
     import echorec.api as api
-    from echorec.config import load_config_file
     from echorec.models import get_model_class
-    from echorec.runfolder import RunFolder
 
     pre = Parser(prog="echorec train", add_help=False)
-    for flag in ("--model", "--config", "--resume"):
+    for flag in ("--model", "--config", "--resume", "--init-from"):
         pre.add_argument(flag, default=None)
     known, _ = pre.parse_known_args(argv)
-    # The model (and so its flags) comes from --model, else the run being resumed or the config file.
-    base = RunFolder(known.resume).read_config_dict() if known.resume else \
-        load_config_file(known.config) if known.config else {}
+    # The model (and so its flags) comes from --model, else the run being resumed, the config file or the parent.
+    base = api.starting_config(known.config, known.resume, known.init_from)
     model = known.model or base.get("model", "sasrec")
     args = vars(_train_parser(get_model_class(model), model).parse_args(argv))
     given = {k: v for k, v in args.items() if v is not None and "." in k}  # section.field flags
