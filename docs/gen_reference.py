@@ -55,6 +55,7 @@ COMMANDS = [
     ("evaluate", ["evaluate", "--help"]),
     ("data info", ["data", "info", "--help"]),
     ("recommend", ["recommend", "--help"]),
+    ("predict", ["predict", "--help"]),
     ("serve", ["serve", "--help"]),
     ("export", ["export", "--help"]),
     ("bench accuracy", ["bench", "accuracy", "--help"]),

@@ -57,6 +57,10 @@ def test_every_readme_command_parses(cmd, capsys, tmp_path, monkeypatch):
         path = tmp_path / argv[argv.index("--config") + 1]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text('{"model": "sasrec", "data": {"max_len": 20}}')
+    if "--init-from" in argv:  # a run folder an earlier command would have written
+        path = tmp_path / argv[argv.index("--init-from") + 1]
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "config.json").write_text('{"model": "sasrec", "data": {"max_len": 20}}')
     if argv[0] == "train":  # everything checked, nothing read or trained
         argv.append("--print-config")
         assert main(argv) == 0, capsys.readouterr().err
@@ -82,12 +86,14 @@ def test_docs_site_builds_strict(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     api = open(tmp_path / "site" / "api" / "index.html", encoding="utf-8").read()
     assert "load_run" in api and "SequentialRecommender" in api  # mkdocstrings rendered the docstrings
-    for page in ("install", "data", "models", "training", "studies", "results", "serving", "scaling", "cli"):
+    for page in ("install", "data", "models", "training", "studies", "results", "serving", "production", "scaling",
+                 "cli"):
         assert os.path.exists(tmp_path / "site" / page / "index.html"), page
 
 
 HELP_COMMANDS = [["train", "--help"], ["train", "--help", "--model", "echomamba4rec"], ["evaluate", "--help"],
-                 ["data", "info", "--help"], ["recommend", "--help"], ["serve", "--help"], ["export", "--help"],
+                 ["data", "info", "--help"], ["recommend", "--help"], ["predict", "--help"], ["serve", "--help"],
+                 ["export", "--help"],
                  ["bench", "accuracy", "--help"], ["bench", "speed", "--help"], ["tune", "--help"]]
 
 

@@ -47,11 +47,12 @@ def to_internal(index: dict[str, int], raw: list | None) -> np.ndarray | None:
 
 
 class DenyFile:
-    """A server-wide deny list from a file, re-read when the file's modification time or size changes (checked
-    at most once per `every` seconds), so it can be updated with no restart. A file that cannot be read keeps
-    the last good list (a half-written update never empties the rule)."""
+    """A server-wide deny list from a file, re-read when the file's modification time or size changes (looked at
+    before every answer, or at most once per `every` seconds), so it can be updated with no restart: a stat call
+    costs far less than scoring. A file that cannot be read keeps the last good list (a half-written update never
+    empties the rule)."""
 
-    def __init__(self, path: str, index: dict[str, int], every: float = 1.0):
+    def __init__(self, path: str, index: dict[str, int], every: float = 0.0):
         self.path, self.index, self.every = path, index, every
         self.ids = np.zeros(0, dtype=np.int64)
         self._stamp = None
