@@ -23,6 +23,9 @@ import numpy as np
 from echorec.errors import EchorecError
 
 FORMATS = ("auto", "inter", "movielens", "csv", "tsv", "parquet", "seq", "pairs")
+# The time column's default name. A file without it is read in file order; a column named explicitly
+# (--time-col) must exist, so a typo never silently drops the timestamps.
+DEFAULT_TIME_COL = "timestamp"
 
 
 @dataclass
@@ -131,6 +134,8 @@ def read_interactions(
     rating_col: str = "rating",
 ) -> Interactions:
     check_readable(path)
+    if user_col.split(":")[0] == item_col.split(":")[0]:
+        raise EchorecError(f"--user-col and --item-col both name the column {user_col.split(':')[0]!r}")
     if fmt not in FORMATS:
         raise EchorecError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
     if fmt == "auto":
@@ -180,18 +185,40 @@ def _check_int(value: str, path: str, lineno: int, what: str) -> str:
     return value
 
 
-def _finish(users, items, times, ratings, path) -> Interactions:
-    return Interactions.from_raw(users, items, None if times is None else to_seconds(np.asarray(times, np.float64)),
-                                 ratings, path)
+def _finish(users, items, times, ratings, path, epoch_numbers: bool = True, lines=None) -> Interactions:
+    """Interactions from the row reader's lists. `epoch_numbers`: the times are numbers from the file (seconds or
+    milliseconds, see to_seconds); False: they were parsed from dates, already seconds."""
+    t = None if times is None else np.asarray(times, np.float64)
+    if t is not None and epoch_numbers:
+        t = to_seconds(t, path, lines)
+    return Interactions.from_raw(users, items, t, ratings, path)
 
 
+def _epoch():
+    import datetime as dt
+
+    return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+EPOCH = _epoch()
 MS_THRESHOLD = 1e11  # epoch numbers above this are milliseconds (1e11 s is the year 5138)
 
 
-def to_seconds(t: np.ndarray) -> np.ndarray:
-    """Epoch numbers in seconds: a column whose values exceed 1e11 is taken as milliseconds."""
-    finite = t[np.isfinite(t)]
-    return t / 1000.0 if len(finite) and np.abs(finite).max() > MS_THRESHOLD else t
+def to_seconds(t: np.ndarray, path: str = "", lines=None) -> np.ndarray:
+    """Epoch numbers in seconds: a column whose every value exceeds 1e11 is milliseconds. A column with values on
+    both sides of 1e11 is refused (one value must not rescale the rest): `lines[i]` names row i's line (the row
+    reader), else rows are counted from 1."""
+    finite = np.isfinite(t)
+    big = finite & (np.abs(t) > MS_THRESHOLD)
+    if not big.any():
+        return t
+    small = finite & ~big
+    if small.any():
+        i, j = int(np.flatnonzero(big)[0]), int(np.flatnonzero(small)[0])
+        where = (lambda k: f"line {lines[k]}") if lines is not None else (lambda k: f"row {k + 1}")
+        raise EchorecError(f"{path}: timestamps mix milliseconds and seconds ({where(i)}: {t[i]:.0f}, {where(j)}: "
+                           f"{t[j]:.0f}); use one unit")
+    return t / 1000.0
 
 
 def _is_number(text: str) -> bool:
@@ -224,7 +251,9 @@ class _TimeParser:
             except ValueError:
                 raise EchorecError(f"{self.path}:{lineno}: timestamp {value!r} is not a number or an ISO-8601 "
                                    "date") from None
-            x, kind = (d if d.tzinfo else d.replace(tzinfo=dt.timezone.utc)).timestamp(), "ISO-8601 date"
+            d = d if d.tzinfo else d.replace(tzinfo=dt.timezone.utc)
+            # whole microseconds, then seconds: the Arrow reader reaches the same float from its timestamp type
+            x, kind = ((d - EPOCH) // dt.timedelta(microseconds=1)) / 1e6, "ISO-8601 date"
         if self.kind is None:
             self.kind = kind
         elif kind != self.kind:
@@ -260,10 +289,11 @@ def _read_delimited(path, sep, cols, typed_header) -> Interactions:
             raise EchorecError(f"{path}:1: expected a typed header like 'user_id:token', got {sep.join(header)!r}")
         ui = _find_col(header, user_col, path, True)
         ii = _find_col(header, item_col, path, True)
-        ti = _find_col(header, time_col, path, False)
+        ti = _find_col(header, time_col, path, time_col.split(":")[0] != DEFAULT_TIME_COL)
         ri = _find_col(header, rating_col, path, False)
         n = len(header)
         parse_time = _TimeParser(path)
+        lines = []
         for lineno, row in _rows(reader, path):
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
@@ -276,9 +306,11 @@ def _read_delimited(path, sep, cols, typed_header) -> Interactions:
             items.append(i)
             if ti is not None:
                 times.append(parse_time(row[ti], lineno))
+                lines.append(lineno)
             if ri is not None:
                 ratings.append(_float(row[ri], path, lineno, "rating"))
-    return _finish(users, items, times if ti is not None else None, ratings if ri is not None else None, path)
+    return _finish(users, items, times if ti is not None else None, ratings if ri is not None else None, path,
+                   epoch_numbers=parse_time.kind != "ISO-8601 date", lines=lines)
 
 
 def _rows(reader, path):
@@ -316,7 +348,7 @@ def _read_movielens(path) -> Interactions:
 
 def _read_seq(path) -> Interactions:
     users, items = [], []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not part of the first user id
         for lineno, line in enumerate(f, start=1):
             parts = line.split()
             if not parts:
@@ -333,7 +365,7 @@ def _read_seq(path) -> Interactions:
 
 def _read_pairs(path) -> Interactions:
     users, items = [], []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not part of the first user id
         for lineno, line in enumerate(f, start=1):
             parts = line.split()
             if not parts:
@@ -354,10 +386,11 @@ def _arrow_seconds(col, path: str) -> np.ndarray | None:
 
     t = col.type
     if pa.types.is_integer(t) or pa.types.is_floating(t):
-        return to_seconds(col.to_numpy(zero_copy_only=False).astype(np.float64))
+        return to_seconds(col.to_numpy(zero_copy_only=False).astype(np.float64), path)
     if pa.types.is_timestamp(t):
-        per_second = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[t.unit]
-        return pc.cast(col, pa.int64()).to_numpy(zero_copy_only=False).astype(np.float64) / per_second
+        # whole microseconds (finer units truncated), then seconds: the row reader's rule for dates
+        us = pc.cast(col, pa.timestamp("us", t.tz), safe=False)
+        return pc.cast(us, pa.int64()).to_numpy(zero_copy_only=False).astype(np.float64) / 1e6
     if pa.types.is_date32(t):
         return pc.cast(col, pa.int32()).to_numpy(zero_copy_only=False).astype(np.float64) * 86400.0
     if pa.types.is_date64(t):
@@ -398,7 +431,10 @@ def _from_arrow_table(table, names: dict, path: str) -> Interactions | None:
     ids = {role: _arrow_codes(cols[role]) for role in ("user", "item")}
     if any((v == "").any() for _, v in ids.values()):
         return None  # an empty id: the row reader names its line
-    times = _arrow_seconds(cols["time"], path) if "time" in cols else None
+    try:
+        times = _arrow_seconds(cols["time"], path) if "time" in cols else None
+    except EchorecError:
+        return None  # seconds and milliseconds mixed: the row reader names the lines
     if "time" in cols and times is None:
         return None
     ratings = None
@@ -430,7 +466,8 @@ def _read_delimited_arrow(path, sep, cols, typed_header) -> Interactions | None:
     if not header or (typed_header and not all(":" in h for h in header)):
         return None
     user_col, item_col, time_col, rating_col = cols
-    found = {role: _find_col(header, want, path, role in ("user", "item"))
+    found = {role: _find_col(header, want, path, role in ("user", "item") or
+                             (role == "time" and want.split(":")[0] != DEFAULT_TIME_COL))
              for role, want in (("user", user_col), ("item", item_col), ("time", time_col), ("rating", rating_col))}
     names = {role: header[i] for role, i in found.items() if i is not None}
     if len(set(names.values())) != len(names) or len(set(header)) != len(header):
@@ -466,9 +503,14 @@ def _read_parquet(path, cols) -> Interactions:
     try:
         pf = pq.ParquetFile(path)
         names = pf.schema_arrow.names
-        for c in (user_col, item_col):
+        need = (user_col, item_col) + ((time_col,) if time_col != DEFAULT_TIME_COL else ())
+        for c in need:
             if c not in names:
                 raise EchorecError(f"{path}: no column {c!r} (columns: {', '.join(names)})")
+        twice = sorted({c for c in names if names.count(c) > 1} & {user_col, item_col, time_col, rating_col})
+        if twice:
+            raise EchorecError(f"{path}: column {twice[0]!r} appears {names.count(twice[0])} times; name each "
+                               "column once")
         roles = {"user": user_col, "item": item_col, "time": time_col, "rating": rating_col}
         roles = {r: c for r, c in roles.items() if c in names}
         strings = [c for r, c in roles.items() if r in ("user", "item") and
