@@ -69,8 +69,12 @@ def starting_config(config: str | None = None, resume: str | None = None, init_f
         d = RunFolder(init_from).read_config_dict()
     else:
         return {}
+    if not isinstance(d, dict):
+        raise EchorecError(f"config: expected a mapping of sections, got {type(d).__name__}")
     d = dict(d)
     d.pop("meta", None)
+    if "model" in d and not isinstance(d["model"], str):
+        raise EchorecError(f"config: model must be a model's name, got {type(d['model']).__name__}")
     return d
 
 

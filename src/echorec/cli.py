@@ -23,6 +23,9 @@ def _add_config_flags(p, model_cls):
     groups.append(("model_cfg", model_cls.Config, f"{model_cls.name} settings"))
     for sec, cls, title in groups:
         clash = seen & {flag for flag, *_ in flag_fields(cls)}
+        if clash and sec == "model_cfg":  # a plugin's Config: its author's mistake, named, one line
+            raise EchorecError(f"model {model_cls.name!r} ({model_cls.__module__}): its setting(s) "
+                               f"{', '.join(sorted(clash))} clash with echorec's own flags; rename them in its Config")
         if clash:
             raise RuntimeError(f"config fields of {sec} clash with other flags: {sorted(clash)}")
         seen.update(add_flags(p.add_argument_group(title), cls, sec))
@@ -249,6 +252,8 @@ def cmd_serve(argv):
     p.add_argument("--docs", action="store_true", help="Swagger UI at /docs (its scripts come from a CDN)")
     p.add_argument("--deny-file", default=None, help="raw item ids (one per line) never recommended; edit the file "
                    "to change the list, the service re-reads it without a restart")
+    p.add_argument("--max-connections", type=int, default=64, help="open connections served at once; past it a "
+                   "request gets 503; default: 64")
     args = p.parse_args(argv)
     try:
         from echorec.serve.http import serve
@@ -260,7 +265,7 @@ def cmd_serve(argv):
               flush=True)
 
     serve(args.run, args.host, args.port, args.max_wait_ms / 1000, args.device, docs=args.docs, announce=announce,
-          deny_file=args.deny_file)
+          deny_file=args.deny_file, max_connections=args.max_connections)
 
 
 def cmd_export(argv):
@@ -315,6 +320,9 @@ def _study_settings(args, extra: list[str], models: list[str]) -> tuple[dict, li
     proto, model_set = {}, {}
     if args.config:
         d = load_config_file(args.config)
+        for sec in SECTION_NAMES:
+            if not isinstance(d.get(sec) or {}, dict):
+                raise EchorecError(f"{args.config}: {sec} must be a mapping of settings, got {type(d[sec]).__name__}")
         # A run folder's config.json works too: its per-cell settings (dataset, seed, ...) come from the study.
         proto = {k: v for k, v in flatten({s: d.get(s) or {} for s in SECTION_NAMES[:3]}).items()
                  if k not in PER_CELL}

@@ -75,7 +75,7 @@ class TrainConfig:
     ema_warmup: float = setting(10.0, "warm-up of the weight average: its decay at step n is "
                                 "min(ema, (1 + n) / (ema_warmup + n)); 10 is TensorFlow's rule, 2 a plain mean",
                                 low=1, low_open=True)
-    seed: int = setting(42, "seed of the weights, the batch order and dropout")
+    seed: int = setting(42, "seed of the weights, the batch order and dropout", low=0, high=2**32 - 1)
     device: str = setting("auto", "auto | cpu | cuda | cuda:N (auto: this process's GPU if any, else the CPU)")
     amp: str = setting("auto", "bf16 autocast (auto: where the hardware multiplies bf16 fast)",
                        choices=("auto", "off", "bf16"))
@@ -225,6 +225,34 @@ def flatten(d: dict) -> dict:
     return {f"{sec}.{k}": v for sec in SECTION_NAMES for k, v in d.get(sec, {}).items()}
 
 
+MAX_CONFIG_BYTES = 16 << 20  # a config file past this is not a config (and is not read into memory)
+
+
+def load_yaml(path: str, what: str = "config"):
+    """A YAML file (safe types only, no aliases: a `*name` reference can expand to gigabytes), from a regular file
+    of bounded size; every failure is one EchorecError naming the file (and the line)."""
+    import yaml
+
+    from echorec.fsio import read_bounded
+
+    class NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.events.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise EchorecError(f"{path}:{mark.line + 1}: YAML aliases (*name) are not allowed in a {what} file")
+            return super().compose_node(parent, index)
+
+    text = read_bounded(path, MAX_CONFIG_BYTES, what).decode("utf-8-sig", errors="strict")
+    try:
+        return yaml.load(text, Loader=NoAliases)  # noqa: S506  (a SafeLoader subclass)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise EchorecError(f"{path}{line}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+    except RecursionError:
+        raise EchorecError(f"{path}: YAML nested too deeply") from None
+
+
 def load_config_file(path: str) -> dict:
     """A config file as a dict: YAML (.yaml/.yml) or JSON (anything else, e.g. a run folder's config.json).
     The sections are config.json's: model, data, train, eval, model_cfg (meta is ignored)."""
@@ -234,21 +262,10 @@ def load_config_file(path: str) -> dict:
 
     if os.path.splitext(path)[1].lower() not in (".yaml", ".yml"):
         return read_json_object(path)
-    import yaml
-
     try:
-        with open(path, encoding="utf-8") as f:
-            d = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise EchorecError(f"{path}: no such file") from None
+        d = load_yaml(path)
     except UnicodeDecodeError as e:
         raise EchorecError(f"{path}: not UTF-8 text (byte {e.start + 1})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise EchorecError(f"{path}{line}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
-    except OSError as e:
-        raise EchorecError(f"{path}: cannot read ({e.strerror or e})") from None
     if d is None:
         d = {}
     if not isinstance(d, dict):

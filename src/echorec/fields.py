@@ -71,11 +71,11 @@ def validate(obj, where: str = "") -> None:
         if value is None:
             continue  # optional settings (typed `X | None`) are off when None
         if m.get("choices") is not None and value not in m["choices"]:
-            raise EchorecError(f"{where}{flag} {value!r}: use {', '.join(map(str, m['choices']))}")
+            raise EchorecError(f"{where}{flag} {short(value)}: use {', '.join(map(str, m['choices']))}")
         if isinstance(value, float) and not math.isfinite(value):
-            raise EchorecError(f"{where}{flag} {value!r}: must be a finite number")
+            raise EchorecError(f"{where}{flag} {short(value)}: must be a finite number")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and not _check_number(value, m):
-            raise EchorecError(f"{where}{flag} {value!r}: must be {_range_text(m)}")
+            raise EchorecError(f"{where}{flag} {short(value)}: must be {_range_text(m)}")
         if isinstance(value, list):
             if not value:
                 raise EchorecError(f"{where}{flag}: give at least one value")
@@ -119,6 +119,13 @@ def _unwrap_optional(tp) -> tuple[Any, bool]:
     return tp, False
 
 
+def short(value: Any, limit: int = 60) -> str:
+    """repr() of a value for an error message, cut to `limit` characters (a config may hold a huge value)."""
+    text = repr(value) if not isinstance(value, (list, dict)) or len(value) < 20 else f"<{type(value).__name__} of " \
+        f"{len(value)}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def coerce(value: Any, tp: Any, where: str) -> Any:
     """Turn a JSON value or a CLI string into a value of type `tp`; raise EchorecError if it isn't one."""
     base, optional = _unwrap_optional(tp)
@@ -149,11 +156,18 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
                 raise ValueError(value)
             return float(value)
         if base is str:
+            # YAML types `0.8` and `2021-10-01` itself; a setting documented as text takes them as written.
+            import datetime as dt
+
+            if isinstance(value, (dt.date, dt.datetime)):
+                return value.isoformat()
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return repr(value) if isinstance(value, float) else str(value)
             if not isinstance(value, str):
                 raise ValueError(value)
             return value
     except (TypeError, ValueError, OverflowError):
-        raise EchorecError(f"{where}: expected {getattr(base, '__name__', base)}, got {value!r}") from None
+        raise EchorecError(f"{where}: expected {getattr(base, '__name__', base)}, got {short(value)}") from None
     return value
 
 

@@ -82,11 +82,43 @@ def write_json(path: str, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
-def read_json(path: str):
-    """A JSON file (UTF-8); every way it can fail is one EchorecError naming it."""
+MAX_JSON_BYTES = 256 << 20  # a run folder's JSON files are kilobytes; a record with every user's rank, megabytes
+
+
+def check_regular(path: str, what: str = "file") -> None:
+    """Refuse anything but a regular file (a symlink to /dev/zero would be read forever)."""
+    import stat
+
     try:
-        with open(path, "rb") as f:
-            text = f.read().decode("utf-8")
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise EchorecError(f"{path}: no such file") from None
+    except OSError as e:
+        raise EchorecError(f"{path}: cannot read ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise EchorecError(f"{path}: is a folder, not a {what}")
+    if not stat.S_ISREG(st.st_mode):
+        raise EchorecError(f"{path}: not a regular file (a device or a pipe), so not a {what}")
+
+
+def read_bounded(path: str, limit: int, what: str = "file") -> bytes:
+    """The bytes of a regular file of at most `limit` bytes: a device (/dev/zero), a FIFO or a file past the limit
+    is one EchorecError, never an endless read."""
+    check_regular(path, what)
+    size = os.path.getsize(path)
+    if size > limit:
+        raise EchorecError(f"{path}: {size:,} bytes, more than a {what} may hold ({limit:,})")
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise EchorecError(f"{path}: more than {limit:,} bytes, more than a {what} may hold")
+    return data
+
+
+def read_json(path: str):
+    """A JSON file (UTF-8, a regular file of bounded size); every way it can fail is one EchorecError naming it."""
+    try:
+        text = read_bounded(path, MAX_JSON_BYTES, "JSON file").decode("utf-8")
         return json.loads(text)
     except FileNotFoundError:
         raise EchorecError(f"{path}: no such file") from None

@@ -20,18 +20,20 @@ maps' shape. A file that fails is one EchorecError naming it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
 import platform
 import shutil
+import time
 
 import numpy as np
 import torch
 
 from echorec.config import RunConfig, run_config_from_dict
 from echorec.errors import EchorecError
-from echorec.fsio import atomic_write_bytes, atomic_write_text, read_json_object, write_json
+from echorec.fsio import atomic_write_bytes, atomic_write_text, check_regular, read_json_object, write_json
 from echorec.models import build_model
 from echorec.sysinfo import machine
 from echorec.version import __version__
@@ -39,6 +41,7 @@ from echorec.version import __version__
 CONFIG, WEIGHTS, METRICS, HISTORY = "config.json", "model.safetensors", "metrics.json", "history.csv"
 CHECKPOINT, ITEMS, USERS = "checkpoint.safetensors", "items.tsv", "users.tsv"
 LOG, TENSORBOARD, MLFLOW_DB = "train.log", "tensorboard", "mlflow.db"
+LOCK = ".lock"  # held (flock) by the one process writing the folder; the OS releases it when that process dies
 # The files whose presence means the folder holds a run (a new run refuses to write over them).
 RUN_FILES = (CONFIG, WEIGHTS, METRICS, HISTORY, CHECKPOINT)
 # What an overwritten run leaves behind besides RUN_FILES: none of it may outlive the run it belonged to.
@@ -56,8 +59,7 @@ def load_weights(path: str) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    if not os.path.exists(path):
-        raise EchorecError(f"{path}: no such file")
+    check_regular(path, "safetensors file")
     with open(path, "rb") as f:
         blob = f.read()
     try:
@@ -100,6 +102,34 @@ def check_same_data(folder: RunFolder, data, digest: str, allow_change: bool, ac
                            f"--allow-data-change to {action.lstrip('-')} on it anyway")
 
 
+MAX_PATH_BYTES, MAX_NAME_BYTES = 4096, 255  # Linux's PATH_MAX and NAME_MAX
+NOT_FOR_RUNS = ("/proc", "/sys", "/dev")  # kernel file systems: a run folder there cannot work
+
+
+def check_out_path(out: str) -> None:
+    """Refuse, before any data is read or any folder made, an --out that cannot hold a run folder: a path or a name
+    too long for the file system, a path under a file or in /proc, /sys or /dev, a folder that cannot be written."""
+    path = os.path.abspath(out)
+    if len(os.fsencode(path)) > MAX_PATH_BYTES:
+        raise EchorecError(f"--out: the path is {len(os.fsencode(path)):,} bytes long; at most {MAX_PATH_BYTES}")
+    long = next((p for p in path.split(os.sep) if len(os.fsencode(p)) > MAX_NAME_BYTES), None)
+    if long is not None:
+        raise EchorecError(f"--out: the name {long[:40]!r}... is {len(os.fsencode(long))} bytes; at most "
+                           f"{MAX_NAME_BYTES}")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise EchorecError(f"--out {out}: exists and is not a folder")
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise EchorecError(f"--out {out}: {parent} is a file, so no folder can be made under it")
+    real = os.path.realpath(parent)
+    if any(real == bad or real.startswith(bad + os.sep) for bad in NOT_FOR_RUNS):
+        raise EchorecError(f"--out {out}: {real} is a kernel file system, not a place for a run folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise EchorecError(f"--out {out}: {parent} is not writable")
+
+
 class RunFolder:
     def __init__(self, path: str):
         self.path = path
@@ -115,6 +145,41 @@ class RunFolder:
         return [f for f in RUN_FILES if self.has(f)]
 
     # -- housekeeping ----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the folder's write lock (made if missing) for the duration: a second process that wants to write
+        it is refused in one line while the first lives; a killed process's lock is gone with it (flock)."""
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            fd = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise EchorecError(f"{self.path}: cannot make the run folder ({e.strerror or e})") from None
+        try:
+            import fcntl
+        except ImportError:  # no flock on this system: the folder is written unlocked
+            fcntl = None
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+                    raise EchorecError(f"{self.path}: {holder} is writing this run folder; wait for it to finish or "
+                                       "use another --out") from None
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"echorec (pid {os.getpid()} on {platform.node()}, since "
+                              f"{time.strftime('%Y-%m-%d %H:%M:%S')})".encode(), 0)
+            yield self
+        finally:
+            os.close(fd)  # releases the flock
+
+    def abandon(self) -> None:
+        """Remove what a new run wrote before it failed to start (config, id maps, log), so a rerun is not blocked."""
+        self.clear()
+        for f in (ITEMS, USERS):
+            if self.has(f):
+                os.unlink(self.file(f))
+
     def start(self, config: dict, data, n_items: int, digest: str, extra_meta: dict | None = None) -> None:
         """Begin a new run here: clear any earlier run's files (the caller checked --overwrite), then write
         config.json with its meta block (what the model needs to be rebuilt, and where it came from) and the
@@ -227,6 +292,7 @@ class RunFolder:
         """history.csv's rows (strings), or [] before the first epoch ends."""
         if not self.has(HISTORY):
             return []
+        check_regular(self.file(HISTORY), "history file")
         with open(self.file(HISTORY), encoding="utf-8") as f:
             return list(csv.DictReader(f))
 
@@ -253,6 +319,7 @@ class RunFolder:
         path = self.file(ITEMS)
         if not os.path.exists(path):
             raise EchorecError(f"{path}: no such file (the run folder has no item map)")
+        check_regular(path, "item map")
         try:
             with open(path, encoding="utf-8", newline="") as f:
                 reader = csv.reader(f, delimiter="\t")
@@ -278,7 +345,11 @@ class RunFolder:
 
 def _tsv(header: list[str], rows) -> str:
     buf = io.StringIO()
-    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
+    plain = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    # The csv module quotes a field holding the line terminator ("\n") but not a bare "\r", which its reader
+    # then takes for a line end: such a row is written with every field quoted.
+    quoted = csv.writer(buf, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_ALL)
+    plain.writerow(header)
+    for row in rows:
+        (quoted if any("\r" in str(x) for x in row) else plain).writerow(row)
     return buf.getvalue()

@@ -89,7 +89,10 @@ def parse_seeds(text: str, base: int = 42) -> list[int]:
     """`3` -> three seeds from `base`; `1,7,9` -> exactly those."""
     try:
         if "," in text:
-            return [int(s) for s in text.split(",") if s.strip()]
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+            if not seeds:
+                raise EchorecError(f"--seeds {text!r}: the list names no seed")
+            return seeds
         n = int(text)
     except ValueError:
         raise EchorecError(f"--seeds {text!r}: give a count (3) or a comma-separated list (1,2,3)") from None
@@ -167,11 +170,14 @@ def run_study(study: str, models: list[str], datasets: list[str], seeds: list[in
     from echorec.runfolder import METRICS as METRICS_FILE
     from echorec.training.loop import run_training
 
-    proto = protocol(overrides)
-    validate(models, datasets, proto)
-    _check_protocol(study, proto)
     if jobs < 1:
         raise EchorecError(f"--jobs {jobs}: at least 1")
+    proto = protocol(overrides)
+    validate(models, datasets, proto)
+    from echorec.runfolder import check_out_path
+
+    check_out_path(study)
+    _check_protocol(study, proto)
     # Seeds outside models: a study stopped early still has every model for the first seeds.
     cells = [(ds, m, s) for ds in datasets for s in seeds for m in models]
     queue = []

@@ -71,20 +71,14 @@ def _int(obj, default: int, where: str) -> int:
 
 
 def _read(path: str) -> tuple[dict, str]:
-    import yaml
+    from echorec.config import MAX_CONFIG_BYTES, load_yaml
+    from echorec.fsio import read_bounded
 
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-        d = yaml.safe_load(text)
-    except FileNotFoundError:
-        raise EchorecError(f"{path}: no such file") from None
+        d = load_yaml(path, "plan")
+        text = read_bounded(path, MAX_CONFIG_BYTES, "plan").decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise EchorecError(f"{path}: not UTF-8 text (byte {e.start + 1})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise EchorecError(f"{path}{f':{mark.line + 1}' if mark else ''}: invalid YAML "
-                           f"({getattr(e, 'problem', None) or e})") from None
     d = _mapping(d, path)
     unknown = sorted(map(str, set(d) - {"protocol", "datasets", "seeds", "third_seed", "modes", "tuning", "models"}))
     if unknown:

@@ -215,16 +215,11 @@ def main(argv=None):
     except ValueError:
         raise EchorecError(f"--lengths {args.lengths!r}: comma-separated integers") from None
     models = [m for m in args.models.split(",") if m]
-    if args.repeats < 5:
-        raise EchorecError("--repeats: at least 5 (medians of fewer are noise)")
+    _check_args(args, lengths, models)
     if args.child:  # one cell, result as a JSON line
         r = measure(models[0], lengths[0], args.n_items, args.batch_size, args.repeats, args.device, args.amp)
         print("RESULT " + json.dumps(r), flush=True)
         return
-    from echorec.models import get_model_class
-
-    for m in models:
-        get_model_class(m)
     rows = []
     cmd = "echorec bench speed " + " ".join(sys.argv[1:] if argv is None else argv)
     for m in models:
@@ -245,8 +240,37 @@ def main(argv=None):
                   f"  b256 {row['b256_p50_ms_per_user']:6.3f} ms/user  peak {row['peak_mib']:6.0f} MiB"
                   f"  ({time.perf_counter() - t:.0f} s)", flush=True)
             write(args.out, rows, cmd)
-    if rows:
-        print(f"\nwrote {os.path.join(args.out, 'speed.md')} and plots")
+    if not rows:
+        raise EchorecError(f"every cell failed ({len(models) * len(lengths)}); the lines above say why")
+    print(f"\nwrote {os.path.join(args.out, 'speed.md')} and plots")
+
+
+def _check_args(args, lengths: list[int], models: list[str]) -> None:
+    """Every mistake before any cell is measured (or any folder made)."""
+    import re
+
+    from echorec.errors import EchorecError
+    from echorec.models import get_model_class
+
+    if args.repeats < 5:
+        raise EchorecError("--repeats: at least 5 (medians of fewer are noise)")
+    if not lengths or min(lengths) < 1:
+        raise EchorecError(f"--lengths {args.lengths!r}: positive integers")
+    if not models:
+        raise EchorecError("--models: name at least one")
+    for name, value in (("--batch-size", args.batch_size), ("--n-items", args.n_items)):
+        if value < 1:
+            raise EchorecError(f"{name} {value}: at least 1")
+    if args.amp not in ("auto", "off", "bf16"):
+        raise EchorecError(f"--amp {args.amp!r}: use auto, off or bf16")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", args.device):
+        raise EchorecError(f"--device {args.device!r}: use cpu, cuda or cuda:N")
+    for m in models:
+        get_model_class(m)
+    if not args.child:
+        from echorec.runfolder import check_out_path
+
+        check_out_path(args.out)
 
 
 if __name__ == "__main__":

@@ -99,8 +99,9 @@ def load_split(dc, items_first: list[str] | None = None) -> tuple[SeqData, Split
 
 
 def parse_time(value: str, times: np.ndarray, what: str) -> float:
-    """A split point: a fraction in (0, 1) of the log's time range, epoch seconds (or milliseconds past 1e11, as
-    the readers take them) or an ISO-8601 date (UTC without a zone)."""
+    """A split point: a fraction in [0, 1] of the log's time range (0 its first event's time, 1 its last; written
+    0, 1, 0.8 or 1.0 alike), epoch seconds (or milliseconds past 1e11, as the readers take them) or an ISO-8601
+    date (UTC without a zone). Epoch seconds 0 and 1 (1970) are never meant, so [0, 1] is a fraction."""
     import datetime as dt
 
     from echorec.data.readers import MS_THRESHOLD
@@ -117,7 +118,7 @@ def parse_time(value: str, times: np.ndarray, what: str) -> float:
         return (d if d.tzinfo else d.replace(tzinfo=dt.timezone.utc)).timestamp()
     if not np.isfinite(x):
         raise EchorecError(f"{what} {value!r}: not a finite number")
-    if 0 < x < 1:
+    if 0 <= x <= 1:
         return float(times.min() + x * (times.max() - times.min()))
     return x / 1000.0 if abs(x) > MS_THRESHOLD else x
 
@@ -138,6 +139,12 @@ def time_split(data: SeqData, valid_from, test_from) -> Split:
     n = len(data.items)
     user_of = np.repeat(np.arange(data.n_users), np.diff(data.offsets))
     before_t1 = data.times < t1
+    if not before_t1.any():
+        import datetime as dt
+
+        first = dt.datetime.fromtimestamp(float(data.times.min()), dt.timezone.utc).isoformat()
+        raise EchorecError(f"{data.source}: no event before --valid-from {valid_from} (the log starts at {first}): "
+                           "nothing to train on")
     # Times are sorted within each user, so the train part is a prefix: its end is the first event >= T1.
     train_end = starts + np.add.reduceat(before_t1.astype(np.int64), starts) if n else starts.copy()
     train_end = np.where(ends > starts, train_end, starts)

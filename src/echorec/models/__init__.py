@@ -43,9 +43,9 @@ def load_plugins(force: bool = False) -> list[str]:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             obj = ep.load()
-        except Exception as e:  # a broken plugin must not take the built-ins down with it
-            print(f"warning: model plugin {ep.name!r} ({ep.value}) failed to load: {type(e).__name__}: {e}",
-                  file=sys.stderr)
+        except (Exception, SystemExit) as e:  # a broken plugin (even one that exits) must not take the rest down
+            print(f"warning: model plugin {ep.name!r} ({ep.value}) failed to load: {type(e).__name__}: "
+                  f"{str(e)[:200]}", file=sys.stderr)
             continue
         if isinstance(obj, type) and issubclass(obj, SequentialRecommender) and obj not in registered().values():
             if ep.name in registered():
@@ -65,6 +65,8 @@ def model_names() -> list[str]:
 def get_model_class(name: str) -> type:
     load_plugins()
     models = registered()
+    if not isinstance(name, str):
+        raise EchorecError(f"model must be a model's name, got {type(name).__name__}; known: {', '.join(sorted(models))}")
     try:
         return models[name]
     except KeyError:

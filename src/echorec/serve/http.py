@@ -8,8 +8,15 @@ then all of them are scored in one forward pass on a worker thread. Everything t
 only moves bytes and /health answers while a big request is processed.
 
 Bad input never gets a 5xx: a body over `max_body` bytes (counted as it arrives, chunked uploads too) is
-413; a body that is not strict JSON (NaN, Infinity, numbers that overflow, lone surrogates, nesting past
-a limit) is 400; a body that does not fit the schema is 422 with messages that never echo the input.
+413; a body that is not application/json is 415 (so a page on another site cannot post a form or plain text
+that gets scored); a body that is not strict JSON (NaN, Infinity, numbers that overflow, lone surrogates,
+nesting past a limit) is 400; a body that does not fit the schema (strictly typed: `"5"` is not a number,
+`"yes"` not a boolean) is 422 with messages that never echo the input.
+
+Slow clients cannot hold the service: a request's headers must arrive within HEADER_TIMEOUT seconds of the
+connection (or of the last answer on a kept-alive one) and its body within BODY_TIMEOUT, idle connections close
+after KEEP_ALIVE seconds, and past `max_connections` open connections new requests get 503. SIGTERM stops the
+server within SHUTDOWN_TIMEOUT seconds whatever is in flight.
 """
 
 
@@ -26,6 +33,11 @@ MAX_K = 1_000  # items per answer (and never more than the catalogue)
 MAX_RESULTS = 100_000  # histories x k per request: bounds the reply's size and the time to write it
 MAX_DROPPED = 100  # unknown history items listed per answer (n_dropped counts them all)
 MAX_DEPTH = 32  # JSON nesting accepted (the schema needs 3)
+HEADER_TIMEOUT = 10.0  # seconds for a request's headers to arrive
+BODY_TIMEOUT = 10.0  # seconds for its body
+KEEP_ALIVE = 5.0  # seconds an idle kept-alive connection stays open
+SHUTDOWN_TIMEOUT = 5.0  # seconds SIGTERM waits for requests in flight
+MAX_WAIT_MS = 1000.0  # the micro-batching window's ceiling: a longer one only delays every answer
 MAX_FILTER = 10_000  # raw ids per allow / deny list of a request (a longer rule belongs in the server's deny file)
 
 
@@ -164,10 +176,11 @@ def _errors(exc) -> list[dict]:
 
 class BodyLimit:
     """ASGI middleware: reads a request body up to `max_body` bytes as it arrives (Content-Length or chunked)
-    and answers 413 the moment it is exceeded, never holding more than the limit."""
+    and answers 413 the moment it is exceeded, never holding more than the limit; a body that has not arrived
+    within `timeout` seconds is 408."""
 
-    def __init__(self, app, max_body: int):
-        self.app, self.max_body = app, max_body
+    def __init__(self, app, max_body: int, timeout: float = BODY_TIMEOUT):
+        self.app, self.max_body, self.timeout = app, max_body, timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -176,8 +189,12 @@ class BodyLimit:
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             return await self._too_big(send)
         chunks, size, more = [], 0, True
+        deadline = asyncio.get_running_loop().time() + self.timeout
         while more:
-            msg = await receive()
+            try:
+                msg = await asyncio.wait_for(receive(), max(deadline - asyncio.get_running_loop().time(), 0.0))
+            except asyncio.TimeoutError:
+                return await self._reply(send, 408, f"request body not received within {self.timeout:g} s")
             if msg["type"] == "http.disconnect":
                 return
             chunk = msg.get("body", b"")
@@ -198,8 +215,12 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
     async def _too_big(self, send):
-        text = json.dumps({"detail": f"request body over {self.max_body} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
+        return await self._reply(send, 413, f"request body over {self.max_body} bytes")
+
+    @staticmethod
+    async def _reply(send, status: int, detail: str):
+        text = json.dumps({"detail": detail}).encode()
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(text)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": text})
@@ -207,7 +228,7 @@ class BodyLimit:
 
 def _schemas(top_k: int):
     """The request and reply models (pydantic), with k bounded by this catalogue: (RecommendIn, BatchIn, RecommendOut)."""
-    from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+    from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
     Item = StrictStr | StrictInt  # strict: true or 1.0 is not the id "1"
 
@@ -215,8 +236,8 @@ def _schemas(top_k: int):
         model_config = ConfigDict(extra="forbid")
         history: list[Item] = Field(default_factory=list, max_length=MAX_HISTORY,
                                     description="raw item ids, oldest first")
-        k: int = Field(10, ge=1, le=top_k, description=f"how many items (1..{top_k})")
-        exclude_seen: bool = True
+        k: StrictInt = Field(10, ge=1, le=top_k, description=f"how many items (1..{top_k})")
+        exclude_seen: StrictBool = True
         allow: list[Item] | None = Field(None, max_length=MAX_FILTER, description="only these items may be "
                                          "recommended (ranked among themselves)")
         deny: list[Item] = Field(default_factory=list, max_length=MAX_FILTER, description="never these items")
@@ -224,8 +245,8 @@ def _schemas(top_k: int):
     class BatchIn(BaseModel):
         model_config = ConfigDict(extra="forbid")
         histories: list[list[Item]] = Field(..., min_length=1, max_length=MAX_BATCH)
-        k: int = Field(10, ge=1, le=top_k)
-        exclude_seen: bool = True
+        k: StrictInt = Field(10, ge=1, le=top_k)
+        exclude_seen: StrictBool = True
         allow: list[Item] | None = Field(None, max_length=MAX_FILTER, description="for every history")
         deny: list[Item] = Field(default_factory=list, max_length=MAX_FILTER, description="for every history")
 
@@ -281,6 +302,9 @@ async def _read(request, model, prepare):
     thread: (requests, None) or (None, the error reply)."""
     from pydantic import ValidationError
 
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        return None, _error(415, f"send the body as application/json (got {kind[:60] or 'no content type'!r})")
     body = await request.body()
 
     def parse():
@@ -315,7 +339,7 @@ def create_app(rec: Recommender, max_wait: float = 0.005, max_body: int = 1 << 2
 
     app = FastAPI(title="echorec", version="1", description=f"Next-item recommendations from a {rec.info['model']} "
                   f"model trained on {rec.info['dataset']}.", docs_url="/docs" if docs else None, redoc_url=None,
-                  lifespan=lifespan)
+                  lifespan=lifespan)  # info['dataset'] is the data's name, never its path (see Recommender.from_run)
     app.state.batcher = batcher
     app.add_middleware(BodyLimit, max_body=max_body)
     app.add_exception_handler(RequestValidationError, lambda request, exc: _error(422, _errors(exc)))
@@ -350,7 +374,7 @@ def _add_routes(app, rec: Recommender, batcher: MicroBatcher) -> None:
 
     started = time.time()
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])
     async def health():
         out = {"status": "ok", "uptime_s": round(time.time() - started, 1), "forward_passes": batcher.batches}
         if rec.deny_file is not None:
@@ -386,19 +410,65 @@ def listen(host: str, port: int):
     return sock
 
 
+def guarded_protocol(header_timeout: float = HEADER_TIMEOUT):
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose request headers have not all arrived within
+    `header_timeout` seconds of the connection or of its last answer (a slow-loris client)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Guarded(H11Protocol):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._arm()
+
+        def _arm(self):
+            self._seen = self.cycle
+            self._header_timer = self.loop.call_later(header_timeout, self._headers_too_slow)
+
+        def _headers_too_slow(self):
+            if self.cycle is self._seen and not self.transport.is_closing():  # no new request's headers since
+                self.transport.close()
+
+        def data_received(self, data):
+            super().data_received(data)
+            if self.cycle is not self._seen:  # a request's headers are complete
+                self._header_timer.cancel()
+
+        def on_response_complete(self):
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._header_timer.cancel()
+                self._arm()
+
+        def connection_lost(self, exc):
+            self._header_timer.cancel()
+            super().connection_lost(exc)
+
+    return Guarded
+
+
+def check_max_wait(ms: float) -> None:
+    if not (0 <= ms <= MAX_WAIT_MS):  # NaN fails too
+        raise EchorecError(f"--max-wait-ms {ms}: use 0..{MAX_WAIT_MS:g} (a longer window only delays every answer)")
+
+
 def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, max_wait: float = 0.005, device="cpu",
-          docs: bool = False, announce=None, deny_file: str | None = None) -> None:
+          docs: bool = False, announce=None, deny_file: str | None = None, max_connections: int = 64) -> None:
     """Bind, load the run, then serve; `announce(url)` is called once the server accepts connections.
     `deny_file`: raw item ids (one per line) never recommended, re-read whenever the file changes."""
     import uvicorn
 
     from echorec.serve.filters import DenyFile
 
+    check_max_wait(max_wait * 1000)
+    if max_connections < 1:
+        raise EchorecError(f"--max-connections {max_connections}: at least 1")
     sock = listen(host, port)
     rec = Recommender.from_run(run_dir, device)
     if deny_file is not None:
         rec.deny_file = DenyFile(deny_file, rec.index)
     url = f"http://{host}:{sock.getsockname()[1]}"
     app = create_app(rec, max_wait, docs=docs, on_ready=None if announce is None else lambda: announce(url))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", http=guarded_protocol(),
+                                           timeout_keep_alive=int(KEEP_ALIVE), limit_concurrency=max_connections,
+                                           timeout_graceful_shutdown=int(SHUTDOWN_TIMEOUT)))
     server.run(sockets=[sock])

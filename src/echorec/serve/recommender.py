@@ -51,7 +51,9 @@ class Recommender:
             raise EchorecError(f"{folder.file(ITEMS)}: {len(item_raw)} items, but the model was trained on "
                                f"{meta['n_items']}")
         metrics = (folder.read_metrics() or {}).get("test", {})
-        info = {"model": rc.model, "dataset": rc.data.dataset, "n_items": len(item_raw), "max_len": rc.data.max_len,
+        # The data's name without its folder: the service may face people who should not learn the server's layout.
+        info = {"model": rc.model, "dataset": os.path.basename(rc.data.dataset.rstrip("/\\")) or rc.data.dataset,
+                "n_items": len(item_raw), "max_len": rc.data.max_len,
                 "causal": bool(model.causal), "metrics": metrics, "run": os.path.abspath(run_dir)}
         rec = cls(model, item_raw, counts, rc.data.max_len, info)
         rec.config = rc
@@ -66,6 +68,9 @@ class Recommender:
             raise EchorecError(f"k must be an integer in 1..{self.n_items}, got {k!r}")
 
     def _encode_history(self, history) -> tuple[list[int], list[str]]:
+        if isinstance(history, (str, bytes)):  # "i12" would otherwise be read as the items "i", "1", "2"
+            raise EchorecError(f"history must be a list of item ids, got the string {history[:40]!r}; "
+                               f"write [{history[:40]!r}] for one item")
         known, dropped = [], []
         for item in history:
             i = self.index.get(str(item))

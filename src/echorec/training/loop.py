@@ -30,11 +30,17 @@ from echorec.eval.evaluate import evaluate
 from echorec.fsio import remove_stale_temps
 from echorec.models import build_model
 from echorec.models.base import Objective
-from echorec.runfolder import RunFolder, check_same_data
+from echorec.runfolder import RunFolder, check_out_path, check_same_data
 from echorec.training.optim import RowSparseAdam, clip_grad_norm
 from echorec.training.resume import LoopState, check_checkpoint, check_resume_epochs, checkpoint_trainer, restore
-from echorec.training.tracking import Tracker, check_logger, say
+from echorec.training.tracking import Tracker, check_logger, preflight, say
 from echorec.training.warm import check_shapes, parent_meta, read_parent, warm_start
+
+
+def no_samples_reason(dc) -> str:
+    if dc.split == "time":
+        return f"no user has two events before --valid-from {dc.valid_from}"
+    return "every user has fewer than 4 items"
 
 
 def log(msg: str) -> None:
@@ -162,7 +168,7 @@ def setup(rc: RunConfig, split: Split, out: str | None, quiet: bool) -> Trainer:
                                **({"fused": True} if device.type == "cuda" else {}))
     start, end = split.train_samples(d.train_mode, d.max_len)
     if len(start) == 0:
-        raise EchorecError(f"{split.data.source}: no training samples (every user has fewer than 4 items)")
+        raise EchorecError(f"{split.data.source}: no training samples ({no_samples_reason(rc.data)})")
     multiple = t.pad_multiple or (8 if device.type == "cuda" else 1)
     if d.train_mode == "sample":
         batches = SampledPrefixes(split, d.prefixes_per_user, d.max_len, t.batch_size, draw=d.prefix_draw,
@@ -396,14 +402,10 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
     # happens before the run folder is touched.
     rc.validate()
     check_logger(rc.train.logger)
+    check_out_path(out)
     rank, world = distributed()
     folder = RunFolder(out)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise EchorecError(f"--out {out}: exists and is not a folder")
-    existing = folder.existing()
-    if existing and not resume and not overwrite:
-        raise EchorecError(f"{out} already holds a run ({', '.join(existing)}); pass --overwrite to replace it, "
-                           f"or --resume {out} to continue it")
+    _check_existing(folder, resume, overwrite)
     if resume:
         check_resume_epochs(folder, rc.train.epochs)
     # A warm start numbers its parent's items first; a resumed one as its own item map says (the parent may
@@ -416,13 +418,11 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
             check_shapes(build_model(rc.model, split.n_items, rc.model_cfg, max_len=rc.data.max_len), parent,
                          split.n_items)
     if len(split.train_samples(rc.data.train_mode, rc.data.max_len)[0]) == 0:
-        raise EchorecError(f"{data.source}: no training samples (every user has fewer than 4 items)")
+        raise EchorecError(f"{data.source}: no training samples ({no_samples_reason(rc.data)})")
     digest = data.digest()
     if resume:
         check_same_data(folder, data, digest, allow_data_change, "--resume")
         check_checkpoint(rc, split.n_items, out)
-    if rank == 0 and os.path.isdir(out):
-        remove_stale_temps(out)
     if world > 1:
         import torch.distributed as dist
 
@@ -430,20 +430,37 @@ def run_training(rc: RunConfig, out: str, quiet: bool = False, resume: bool = Fa
     if rank != 0:
         res = train_model(rc, split, out, True, resume=resume)
         return {"valid": res.valid, "test": res.test}
-    if resume:
-        folder.continue_run(run_config_to_dict(rc))
-    else:
-        folder.start(run_config_to_dict(rc), data, split.n_items, digest,
-                     {"parent": parent_meta(parent, split.n_items)} if parent else None)
-    return _train_and_record(rc, split, folder, quiet, resume, callback)
+    preflight(rc.train.logger, out)
+    with folder.locked():
+        _check_existing(folder, resume, overwrite)  # again, now that no other process can write it
+        remove_stale_temps(out)
+        if resume:
+            folder.continue_run(run_config_to_dict(rc))
+        else:
+            folder.start(run_config_to_dict(rc), data, split.n_items, digest,
+                         {"parent": parent_meta(parent, split.n_items)} if parent else None)
+        return _train_and_record(rc, split, folder, quiet, resume, callback)
+
+
+def _check_existing(folder: RunFolder, resume: bool, overwrite: bool) -> None:
+    existing = folder.existing()
+    if existing and not resume and not overwrite:
+        raise EchorecError(f"{folder.path} already holds a run ({', '.join(existing)}); pass --overwrite to replace "
+                           f"it, or --resume {folder.path} to continue it")
 
 
 def _train_and_record(rc: RunConfig, split: Split, folder: RunFolder, quiet: bool, resume: bool, callback) -> dict:
     """Rank 0's part of run_training once the folder is set up: train with the tracker, write the weights and
     metrics.json, and leave the run's end (or its failure) in train.log and the logger."""
     out = folder.path
-    tracker = Tracker(out, rc.train.logger, run_name=os.path.basename(os.path.abspath(out)),
-                      params=flatten(run_config_to_dict(rc)) | {"model": rc.model})
+    try:
+        tracker = Tracker(out, rc.train.logger, run_name=os.path.basename(os.path.abspath(out)),
+                          params=flatten(run_config_to_dict(rc)) | {"model": rc.model})
+    except Exception as e:  # a logger that fails to start: nothing of this attempt stays to block a rerun
+        if not resume:
+            folder.abandon()
+        raise EchorecError(f"--logger {rc.train.logger}: could not start ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
     tracker.line(f"{'resume' if resume else 'train'} {rc.model} on {rc.data.dataset} -> {out}")
     try:
         res = train_model(rc, split, out, quiet, callback=callback, resume=resume, tracker=tracker)

@@ -31,6 +31,34 @@ def check_logger(name: str) -> None:
             raise EchorecError(f"--logger {name} needs the {extra} package: pip install 'echorec[{extra}]'") from None
 
 
+def preflight(name: str, folder: str) -> None:
+    """Before anything is written: an MLflow store the run can reach, in one short try (no minutes of retries),
+    and a local store path that stays inside the run folder."""
+    if name != "mlflow":
+        return
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        if any(c in os.path.abspath(folder) for c in "?#%"):
+            raise EchorecError(f"--logger mlflow: the run folder's path holds ?, # or %, which a sqlite URI would cut "
+                               f"short (the store would land outside {folder}); rename it or set MLFLOW_TRACKING_URI")
+        return
+    import mlflow
+
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5")
+    try:
+        mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as e:
+        raise EchorecError(f"--logger mlflow: cannot reach MLFLOW_TRACKING_URI {uri} ({type(e).__name__}); nothing "
+                           "was written") from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _metric_name(key: str) -> str:
     # MLflow names allow letters, digits, _ - . / and spaces: ndcg@10 -> ndcg_at_10.
     return re.sub(r"[^\w\-./ ]", "_", key.replace("@", "_at_"))
