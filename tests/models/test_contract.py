@@ -149,3 +149,13 @@ def test_recurrent_models_stream_in_constant_space():
             flat = state if torch.is_tensor(state) else [x for st in state for x in st]
             sizes.add(tuple(x.numel() for x in ([flat] if torch.is_tensor(flat) else flat)))
         assert len(sizes) == 1, name  # the state does not grow with the history
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_score_into_a_reused_buffer_equals_score(name):
+    m = make(name).eval()
+    h = torch.randn(5, m.hidden)
+    buf = torch.full((7, N_ITEMS), float("nan"))  # a larger, dirty buffer: only its first rows are written
+    with torch.no_grad():
+        out = m.score_into(h, buf[:5])
+        assert torch.equal(out, m.score(h)) and out.data_ptr() == buf.data_ptr()

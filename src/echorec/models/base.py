@@ -69,6 +69,11 @@ class SequentialRecommender(nn.Module):
         # Tied output: the item embedding table, padding row excluded.
         return h @ self.item_emb.weight[1:].t()
 
+    def score_into(self, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """`score(h)` written into `out` (B, n_items): batch scoring reuses one buffer, because a fresh matrix of
+        that size is paged in anew on every call, which costs more than the product itself."""
+        return torch.matmul(h, self.item_emb.weight[1 : self.n_items + 1].t(), out=out)
+
     def score_items(self, h: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
         """Scores of items lo+1 .. hi only: (B, D) -> (B, hi - lo); the memory-bounded form of `score`."""
         return h @ self.item_emb.weight[lo + 1 : hi + 1].t()

@@ -72,6 +72,10 @@ class BERT4Rec(SequentialRecommender):
     def score(self, h):
         return self.head(h) @ self.item_emb.weight[1 : self.n_items + 1].t() + self.out_bias
 
+    def score_into(self, h, out):
+        torch.matmul(self.head(h), self.item_emb.weight[1 : self.n_items + 1].t(), out=out)
+        return out.add_(self.out_bias)
+
     def score_items(self, h, lo, hi):
         return self.head(h) @ self.item_emb.weight[lo + 1 : hi + 1].t() + self.out_bias[lo:hi]
 

@@ -158,6 +158,13 @@ class Scorer:
         self.rec, self.k, self.exclude_seen, self.allow, self.deny = rec, k, exclude_seen, allow, deny
         self.device = rec.model.item_emb.weight.device
         self.fallback = self._fallback()
+        self._buf: torch.Tensor | None = None  # one chunk's scores, reused (see the model's score_into)
+
+    def _scores(self, seq: torch.Tensor) -> torch.Tensor:
+        h = self.rec.model.encode_last(seq).float()  # (B, D)
+        if self._buf is None or self._buf.shape[0] < len(seq):
+            self._buf = torch.empty(len(seq), self.rec.n_items, device=self.device)
+        return self.rec.model.score_into(h, self._buf[: len(seq)])
 
     def _fallback(self) -> tuple[np.ndarray, np.ndarray]:
         """The popularity answer for a user with no known item, under the rules (computed once)."""
@@ -180,7 +187,7 @@ class Scorer:
         width = int(min((e - s).max(), self.rec.max_len))
         idx = e[:, None] - width + np.arange(width)[None, :]  # (B, width): left padding where idx < start
         seq = np.where(idx >= s[:, None], items[np.clip(idx, 0, None)], 0)
-        scores = self.rec.model.predict(torch.from_numpy(seq).to(self.device)).float()  # (B, n_items)
+        scores = self._scores(torch.from_numpy(seq).to(self.device))  # (B, n_items)
         seen_rows = seen_cols = None
         if self.exclude_seen:  # the whole known history, as Run.recommend excludes what it is given
             lens = e - s
