@@ -174,3 +174,29 @@ def test_a_small_plan_end_to_end(tmp_path, seq_file):
     changed = _plan(tmp_path, seq_file, lr=0.002, name="changed.yaml")
     with pytest.raises(EchorecError, match="recorded with other settings.*train.lr 0.003 -> 0.002"):
         lb.run_plan(changed, out, jobs=1, threads=1, log=said.append)
+
+
+def test_a_plan_without_tuning_or_third_seeds(tmp_path, seq_file):
+    # the shipped plan drops both for time; the side-by-side's cells then are the modes dataset's cells
+    text = PLAN.replace("third_seed: {{seed: 3, top: 1}}\n", "").replace(
+        "tuning: {{dataset: tiny, trials: 2, seed: 1, prune_warmup: 1}}\n", "")
+    path = tmp_path / "lean.yaml"
+    path.write_text(text.format(data=seq_file, lr=0.003))
+    out, said = str(tmp_path / "board"), []
+    lb.run_plan(str(path), out, jobs=1, threads=1, log=said.append)
+    plan = lp.load_plan(str(path))
+    assert plan.trials == 0 and plan.third_seed is None and not os.path.exists(os.path.join(out, "tuned"))
+    mode = lr.current_mode(out, plan, "sasrec")
+    rec = json.load(open(lr.record_path(out, "tiny", "sasrec", 1)))
+    assert rec["reused_from"] == f"modes/sasrec/{lr.mode_name(plan, mode)}/seed1.json"
+    assert not any("tiny sasrec seed 1: training" in m for m in said)
+    assert not any(os.path.exists(lr.record_path(out, label, m, 3)) for label in ("tiny", "plain")
+                   for m in ("sasrec", "fmlprec"))
+    assert "No tuning in this plan" in open(os.path.join(out, "results.md")).read()
+
+
+def test_the_shipped_plan_loads():
+    here = os.path.dirname(os.path.abspath(__file__))
+    plan = lp.load_plan(os.path.join(here, "..", "..", "benchmarks", "leaderboard.yaml"))
+    assert len(plan.models) == 8 and list(plan.datasets) == ["ml-100k", "Beauty", "LastFM"]
+    assert all(mp.sources.get("*") for mp in plan.models.values())  # every recipe cites where it comes from

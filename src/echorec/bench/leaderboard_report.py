@@ -3,7 +3,8 @@
 OUT/results.md holds, per dataset: the leaderboard (mean ± SD over seeds of test NDCG@10 and HR@10, valid
 NDCG@10, epochs, training time per cell and the mode each model trained in), the paired per-user test of the
 flagship against the best other model, and a plot of valid NDCG@10 against training time (time_<dataset>.png).
-Then the modes side-by-side, the tuning trials, and the recipes with their sources.
+Then the modes side-by-side, the tuning trials, and the recipes with their sources. OUT/headline.md is the
+one table the README shows: test NDCG@10 per model and dataset.
 """
 
 from __future__ import annotations
@@ -212,11 +213,36 @@ def recipes_section(plan: Plan) -> list[str]:
     return lines + [""]
 
 
+def headline_table(plan: Plan, per_dataset: dict[str, dict[str, list[dict]]]) -> str:
+    """Test NDCG@10 (mean ± SD over seeds) per model and dataset, the best finished one per column in bold; a
+    column's best is only marked once every model has a cell there (a partial column has no winner yet)."""
+    labels = list(plan.datasets)
+    lines = ["| model | " + " | ".join(labels) + " |", "| --- |" + " ---: |" * len(labels)]
+    best = {}
+    for label in labels:
+        recs = per_dataset[label]
+        if all(recs[m] for m in plan.models):
+            best[label] = max(plan.models, key=lambda m: mean([r["metrics"]["test"][KEY] for r in recs[m]]))
+    for m in plan.models:
+        row = []
+        for label in labels:
+            rs = per_dataset[label][m]
+            v = _ms([r["metrics"]["test"][KEY] for r in rs]) if rs else "pending"
+            if rs and len(rs) < len(plan.seeds):
+                v += f" ({len(rs)} seed)"
+            row.append(f"**{v}**" if best.get(label) == m else v)
+        lines.append(f"| {m} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(out: str, plan: Plan) -> str:
     lines = ["# The leaderboard", "",
-             f"Made from the records in this folder (`echorec bench accuracy "
-             f"--plan {os.path.join(out, 'plan.yaml')} --out {out}` continues it). Test metrics at the best-valid "
-             f"epoch, mean ± SD over seeds; times are one thread per cell on the machine each record names.", ""]
+             "Made from the records in this folder (`echorec bench accuracy --plan FOLDER/plan.yaml --out FOLDER` "
+             "continues it). Test metrics at the best-valid epoch, mean ± SD over seeds; times are one thread per "
+             "cell on the machine each record names.", ""]
+    if plan.tune_dataset is None or plan.trials < 1:  # the plan may drop them for time; the table must say so
+        lines += ["No tuning in this plan: every model trains with its published recipe (below)."
+                  + ("" if plan.third_seed is not None else " No third seeds."), ""]
     for label in plan.datasets:
         recs = dataset_records(out, plan, label)
         n = sum(len(v) for v in recs.values())
@@ -228,6 +254,8 @@ def write_report(out: str, plan: Plan) -> str:
             lines += ["", f"![{label}: valid NDCG@10 against time]({os.path.basename(png)})"]
         lines.append("")
     lines += modes_section(out, plan) + tuning_section(out, plan) + recipes_section(plan)
+    atomic_write_text(os.path.join(out, "headline.md"),
+                      headline_table(plan, {label: dataset_records(out, plan, label) for label in plan.datasets}))
     machines = sorted({rec.get("machine", "?") for _, rec in all_records(out)})
     if machines:
         lines += ["Machines: " + "; ".join(machines) + ".", ""]
