@@ -344,6 +344,22 @@ def synthetic(folder: str) -> str:
     return path
 
 
+def header(dev, dry_run: bool) -> list[str]:
+    """The report's title and the line naming the commit, GPU, library versions and host."""
+    import importlib.util
+
+    import torch
+
+    from echorec import sysinfo
+
+    gpu = torch.cuda.get_device_name(0) if dev.type == "cuda" else "none (dry run on the CPU)"
+    return [f"# GPU check{' (DRY RUN: CPU, tiny sizes; not GPU figures)' if dry_run else ''}", "",
+            f"`bash benchmarks/gpu_check.sh` at commit {sysinfo.git_commit()}; GPU: {gpu}; torch {torch.__version__}; "
+            f"triton {getattr(importlib.util.find_spec('triton') and __import__('triton'), '__version__', 'absent')}; "
+            f"mamba_ssm {'installed' if importlib.util.find_spec('mamba_ssm') else 'not installed'}; "
+            f"host {sysinfo.machine()}.", ""]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes, synthetic data")
@@ -356,7 +372,6 @@ def main() -> int:
         os.environ.setdefault("TRITON_INTERPRET", "1")  # before the Triton kernels are imported
     import torch
 
-    from echorec import sysinfo
 
     dev = torch.device("cpu" if args.dry_run else "cuda")
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -369,14 +384,7 @@ def main() -> int:
         data = {"synthetic": (synthetic(tmp), 2)}
     else:
         data = {"ml-100k": (os.path.join(args.data, "ml-100k.inter"), 3), "Beauty": (os.path.join(args.data, "Beauty.txt"), 2)}
-    import importlib.util
-
-    gpu = torch.cuda.get_device_name(0) if dev.type == "cuda" else "none (dry run on the CPU)"
-    head = [f"# GPU check{' (DRY RUN: CPU, tiny sizes; not GPU figures)' if args.dry_run else ''}", "",
-            f"`bash benchmarks/gpu_check.sh` at commit {sysinfo.git_commit()}; GPU: {gpu}; torch {torch.__version__}; "
-            f"triton {getattr(importlib.util.find_spec('triton') and __import__('triton'), '__version__', 'absent')}; "
-            f"mamba_ssm {'installed' if importlib.util.find_spec('mamba_ssm') else 'not installed'}; "
-            f"host {sysinfo.machine()}.", ""]
+    head = header(dev, args.dry_run)
     sections = {"scan": ("Selective scan: agreement with the reference", lambda: scan_section(dev, args.dry_run)),
                 "layer": ("One Mamba layer vs one attention block", lambda: layer_section(dev, args.dry_run)),
                 "train": ("Training epochs and evaluation", lambda: train_section(dev, data, args.dry_run)),

@@ -118,6 +118,12 @@ def main():
             sec, mem = measure(name, L, args.batch, args.repeats)
             rows.append({"layer": name, "L": L, "seconds": sec, "peak_mib": mem})
             print(f"L={L:4d}  {name:20s} {sec * 1000:9.1f} ms   peak +{mem:8.1f} MiB", flush=True)
+    machine = write_tables(args, lengths, rows)
+    plot(args, lengths, rows, machine)
+
+
+def write_tables(args, lengths: list[int], rows: list[dict]) -> str:
+    """scan_speed.csv and scan_speed.md in args.out; returns the machine line."""
     commit = sysinfo.git_commit()
     machine = f"{sysinfo.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
     os.makedirs(args.out, exist_ok=True)
@@ -152,6 +158,13 @@ def main():
     print("\n" + text)
     with open(os.path.join(args.out, "scan_speed.md"), "w") as f:
         f.write(text)
+    return machine
+
+
+def plot(args, lengths: list[int], rows: list[dict], machine: str) -> None:
+    """scan_speed.png: time and peak memory rise against L, log-log."""
+    names = list(dict.fromkeys(r["layer"] for r in rows))
+    get = {(r["layer"], r["L"]): r for r in rows}
     try:
         import matplotlib
 

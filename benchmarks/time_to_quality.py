@@ -130,10 +130,8 @@ def time_to(curve: list[dict], level: float) -> float | None:
 
 
 def report(out: str) -> str:
-    import numpy as np
     import torch
 
-    from echorec.bench.stats import mean, std
     from echorec.eval.metrics import per_user_metrics
     from echorec.fsio import read_json
 
@@ -158,48 +156,57 @@ def report(out: str) -> str:
     if mixed:
         lines += [f"Trained on more than one machine (their times mix two CPUs): {', '.join(mixed)}.", ""]
     for ds in sorted(cells):
-        modes = cells[ds]
-        lines += [f"## {ds}", ""]
-        pre = modes.get("prefix", {})
-        if not pre:
-            lines += ["No finished prefix-mode cell yet: pending.", ""]
-            continue
-        ref = mean([c["test_ndcg10"] for c in pre.values()])
-        level = QUALITY * ref
-        ttq_pre = mean([t for t in (time_to(c["curve"], level) for c in pre.values()) if t is not None] or [math.nan])
-        lines += ["| mode | seeds | test NDCG@10 | best/run epochs | wall s to stop | s to 99% | ratio to prefix |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for mode in MODES + tuple(sorted(set(modes) - set(MODES), key=lambda m: (int(re.findall(r"\d+", m)[0]), m))):
-            cs = [modes[mode][s] for s in sorted(modes.get(mode, {}))]
-            if not cs:
-                lines.append(f"| {mode} | 0 | pending | | | | |")
-                continue
-            nd = [c["test_ndcg10"] for c in cs]
-            ttq = [time_to(c["curve"], level) for c in cs]
-            reached = [t for t in ttq if t is not None]
-            ttq_txt = (f"{mean(reached):.0f}" if reached else "never") + \
-                      (f" ({len(reached)}/{len(cs)} reached)" if len(reached) < len(cs) else "")
-            ratio = f"{mean(reached) / ttq_pre:.2f}" if reached and not math.isnan(ttq_pre) else "n/a"
-            sd = f" ± {std(nd):.4f}" if len(nd) > 1 else ""
-            lines.append(f"| {mode} | {len(cs)} | {mean(nd):.4f}{sd} | "
-                         f"{mean([c['best_epoch'] for c in cs]):.1f}/{mean([c['epochs'] for c in cs]):.1f} | "
-                         f"{mean([c['wall_s'] for c in cs]):.0f} | {ttq_txt} | {ratio} |")
-        lines.append("")
-        for mode in sorted(set(modes) - {"prefix"}):
-            common = sorted(set(pre) & set(modes[mode]))
-            if not common:
-                continue
-            a = np.mean([modes[mode][s]["per_user"] for s in common], axis=0)
-            b = np.mean([pre[s]["per_user"] for s in common], axis=0)
-            d = a - b
-            se = d.std(ddof=1) / math.sqrt(len(d))
-            rel = d.mean() / b.mean()
-            verdict = "within" if abs(d.mean()) <= se else "outside"
-            lines += [f"Paired over {len(d):,} users (seeds {', '.join(map(str, common))}, each user's NDCG@10 "
-                      f"averaged over them): {mode} - prefix = {d.mean():+.4f} ({rel:+.1%} of prefix), paired SE "
-                      f"{se:.4f} ({se / b.mean():.1%}): {verdict} one paired SE.", ""]
-        lines += per_sample_table(modes)
+        lines += dataset_section(ds, cells[ds])
     return "\n".join(lines)
+
+
+def dataset_section(ds: str, modes: dict) -> list[str]:
+    """One dataset's table of modes against prefix mode, the paired tests and the per-sample table."""
+    import numpy as np
+
+    from echorec.bench.stats import mean, std
+
+    lines = [f"## {ds}", ""]
+    pre = modes.get("prefix", {})
+    if not pre:
+        lines += ["No finished prefix-mode cell yet: pending.", ""]
+        return lines
+    ref = mean([c["test_ndcg10"] for c in pre.values()])
+    level = QUALITY * ref
+    ttq_pre = mean([t for t in (time_to(c["curve"], level) for c in pre.values()) if t is not None] or [math.nan])
+    lines += ["| mode | seeds | test NDCG@10 | best/run epochs | wall s to stop | s to 99% | ratio to prefix |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for mode in MODES + tuple(sorted(set(modes) - set(MODES), key=lambda m: (int(re.findall(r"\d+", m)[0]), m))):
+        cs = [modes[mode][s] for s in sorted(modes.get(mode, {}))]
+        if not cs:
+            lines.append(f"| {mode} | 0 | pending | | | | |")
+            continue
+        nd = [c["test_ndcg10"] for c in cs]
+        ttq = [time_to(c["curve"], level) for c in cs]
+        reached = [t for t in ttq if t is not None]
+        ttq_txt = (f"{mean(reached):.0f}" if reached else "never") + \
+                  (f" ({len(reached)}/{len(cs)} reached)" if len(reached) < len(cs) else "")
+        ratio = f"{mean(reached) / ttq_pre:.2f}" if reached and not math.isnan(ttq_pre) else "n/a"
+        sd = f" ± {std(nd):.4f}" if len(nd) > 1 else ""
+        lines.append(f"| {mode} | {len(cs)} | {mean(nd):.4f}{sd} | "
+                     f"{mean([c['best_epoch'] for c in cs]):.1f}/{mean([c['epochs'] for c in cs]):.1f} | "
+                     f"{mean([c['wall_s'] for c in cs]):.0f} | {ttq_txt} | {ratio} |")
+    lines.append("")
+    for mode in sorted(set(modes) - {"prefix"}):
+        common = sorted(set(pre) & set(modes[mode]))
+        if not common:
+            continue
+        a = np.mean([modes[mode][s]["per_user"] for s in common], axis=0)
+        b = np.mean([pre[s]["per_user"] for s in common], axis=0)
+        d = a - b
+        se = d.std(ddof=1) / math.sqrt(len(d))
+        rel = d.mean() / b.mean()
+        verdict = "within" if abs(d.mean()) <= se else "outside"
+        lines += [f"Paired over {len(d):,} users (seeds {', '.join(map(str, common))}, each user's NDCG@10 "
+                  f"averaged over them): {mode} - prefix = {d.mean():+.4f} ({rel:+.1%} of prefix), paired SE "
+                  f"{se:.4f} ({se / b.mean():.1%}): {verdict} one paired SE.", ""]
+    lines += per_sample_table(modes)
+    return lines
 
 
 PREFIX_EPOCHS = (1, 2, 4, 8)  # training samples seen, in epochs of the prefix mode

@@ -100,6 +100,15 @@ def main() -> None:
         rows.append((seed, target, scratch, warm))
         print(f"seed {seed}: scratch's best {target:.4f}; warm start's {warm['metrics']['valid']['ndcg@10']:.4f}",
               flush=True)
+    text = report(a, rows, new_items)
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text + "\n")
+
+
+def report(a, rows: list, new_items: int) -> str:
+    """The markdown table: per seed, when each run reaches each level, and where both end."""
     from echorec.sysinfo import environment, git_commit
 
     lines = [f"`python benchmarks/warm_start.py --dataset {a.dataset} --model {a.model} --seeds {a.seeds} --threads "
@@ -129,11 +138,7 @@ def main() -> None:
                      + f" | {target:.4f} / {wm['valid']['ndcg@10']:.4f} | "
                      f"{sm['best_epoch']} / {sm['epochs_run']}, {wm['best_epoch']} / {wm['epochs_run']} | "
                      f"{sm['test']['ndcg@10']:.4f} / {wm['test']['ndcg@10']:.4f} |")
-    text = "\n".join(lines)
-    print(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
