@@ -79,6 +79,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--work", default=None)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--warm-lr", type=float, default=None, help="the warm start's learning rate (default: the "
+                    "scratch run's)")
     ap.add_argument("--note", default="", help="a sentence for the header (e.g. what else ran on the machine)")
     ap.add_argument("--reuse", action="store_true", help="read runs already finished in --work instead of training")
     a = ap.parse_args()
@@ -94,8 +96,9 @@ def main() -> None:
         train([*common, "--dataset", old, "--out", parent, "--seed", str(seed)], a.reuse)
         scratch = train([*common, *timed, "--dataset", grown, "--out", os.path.join(work, f"scratch{seed}"),
                          "--seed", str(seed)], a.reuse)
-        warm = train([*common, *timed, "--dataset", grown, "--out", os.path.join(work, f"warm{seed}"),
-                      "--seed", str(seed), "--init-from", parent], a.reuse)
+        lr = [] if a.warm_lr is None else ["--lr", str(a.warm_lr)]
+        warm = train([*common, *timed, *lr, "--dataset", grown, "--init-from", parent, "--seed", str(seed),
+                      "--out", os.path.join(work, f"warm{seed}" + (f"_lr{a.warm_lr:g}" if lr else ""))], a.reuse)
         target = scratch["metrics"]["valid"]["ndcg@10"]
         rows.append((seed, target, scratch, warm))
         print(f"seed {seed}: scratch's best {target:.4f}; warm start's {warm['metrics']['valid']['ndcg@10']:.4f}",
@@ -112,12 +115,14 @@ def report(a, rows: list, new_items: int) -> str:
     from echorec.sysinfo import environment, git_commit
 
     lines = [f"`python benchmarks/warm_start.py --dataset {a.dataset} --model {a.model} --seeds {a.seeds} --threads "
-             f"{a.threads} --train-mode {a.train_mode} --batch-size {a.batch_size}`; {environment()}; commit {git_commit()}."
+             f"{a.threads} --train-mode {a.train_mode} --batch-size {a.batch_size}"
+             + (f" --warm-lr {a.warm_lr:g}" if a.warm_lr is not None else "") + f"`; {environment()}; commit {git_commit()}."
              + (f" {a.note}" if a.note else ""), "",
              f"The parent trains on the first 90% of {a.dataset}'s events; the grown log adds the last 10% "
              f"({new_items} items appear only there). On the grown log, split by time (valid targets from the 95% "
-             "event quantile, test from the 97.5% one), a run from scratch and a warm start from the parent; both "
-             "stop after 10 epochs without a valid gain.", "",
+             "event quantile, test from the 97.5% one), a run from scratch and a warm start from the parent"
+             + (f" (learning rate {a.warm_lr:g})" if a.warm_lr is not None else "")
+             + "; both stop after 10 epochs without a valid gain.", "",
              "The best of a noisy curve is a high bar: the scratch run's best is its luckiest epoch. So the table "
              "gives the first epoch (and the seconds of training + validation until then) at which each run reaches "
              f"{', '.join(f'{q:.0%}' for q in LEVELS)} of the scratch run's best valid NDCG@10.", "",
