@@ -1,5 +1,6 @@
 """Shape rules of the code base (#40): no function outside the numba and Triton kernels (in the package or
-in the benchmark scripts) is longer than 60 lines, and no code comment or help text quotes a measurement (figures live in benchmarks/results)."""
+in the benchmark scripts) is longer than 60 lines, and no code comment or help text quotes a measurement
+(figures live in benchmarks/results)."""
 
 import ast
 import os

@@ -308,10 +308,14 @@ def _schedule(out: str, plan: Plan, jobs: int, threads: int, log, max_jobs: int)
             if changed:  # the ready list only changes when a job ends (records are read from disk)
                 ready, waiting = pending(out, plan, threads)
                 ready = [j for j in ready if j.key not in running and j.key not in failed]
+                # every cell that repeats a finished record is filled in now, not when its turn comes, so the
+                # tables (and the choice of third seeds) see it at once
+                reused = [j for j in ready if j.kind == "cell" and reuse(out, j, log)]
+                if reused:
+                    write_report(out, plan)
+                    continue
                 while ready and len(running) < jobs and not (max_jobs and started >= max_jobs):
                     job = ready.pop(0)
-                    if job.kind == "cell" and reuse(out, job, log):
-                        continue
                     running[job.key] = _start(out, job, threads, log)
                     started += 1
                 changed = False
