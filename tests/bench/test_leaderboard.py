@@ -200,3 +200,28 @@ def test_the_shipped_plan_loads():
     plan = lp.load_plan(os.path.join(here, "..", "..", "benchmarks", "leaderboard.yaml"))
     assert len(plan.models) == 8 and list(plan.datasets) == ["ml-100k", "Beauty", "LastFM"]
     assert all(mp.sources.get("*") for mp in plan.models.values())  # every recipe cites where it comes from
+
+
+def test_a_record_made_before_a_setting_existed_still_counts(tmp_path, seq_file):
+    # a setting added to echorec later (train.init_from here) is absent from older records: read as its default,
+    # as a run folder's config.json is, so the record is neither refused nor trained again
+    from echorec.config import run_config_to_dict
+
+    plan = lp.load_plan(_plan(tmp_path, seq_file))
+    out = str(tmp_path / "board")
+    rc = lp.cell_config(plan, "tiny", "sasrec", 1, {}, "prefix", threads=1)
+    config = run_config_to_dict(rc)
+    del config["train"]["init_from"]
+    path = lr.mode_record_path(out, plan, "sasrec", "prefix", 1)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"config": config, "test_ranks": [1, 2], "metrics": {}, "history": []}, f)
+    lr.check_record(path, lr.read_record(path), rc)  # no error
+    want = lp.identity(run_config_to_dict(rc))
+    assert lr.same_settings(out, want)["reused_from"] == os.path.relpath(path, out)
+    config["train"]["lr"] = 0.5  # a real difference still counts as one
+    with open(path, "w") as f:
+        json.dump({"config": config, "test_ranks": [1, 2], "metrics": {}, "history": []}, f)
+    assert lr.same_settings(out, want) is None
+    with pytest.raises(EchorecError, match="recorded with other settings.*train.lr 0.5 -> 0.003"):
+        lr.check_record(path, lr.read_record(path), rc)

@@ -40,11 +40,19 @@ def all_records(out: str) -> list[tuple[str, dict]]:
     return found
 
 
+def record_identity(rec: dict, where: str = "record") -> dict:
+    """The settings a record was made with, read the way a run folder's config.json is read: a setting added
+    to echorec after the record was made takes its default, which is what the older code did."""
+    from echorec.config import run_config_from_dict, run_config_to_dict
+
+    return identity(run_config_to_dict(run_config_from_dict(rec["config"], where)))
+
+
 def check_record(path: str, rec: dict, rc) -> None:
     """A record counts only for the settings it was made with."""
     from echorec.config import flatten, run_config_to_dict
 
-    want, have = flatten(identity(run_config_to_dict(rc))), flatten(identity(rec["config"]))
+    want, have = flatten(identity(run_config_to_dict(rc))), flatten(record_identity(rec, path))
     diff = [f"{k} {have.get(k)!r} -> {want.get(k)!r}" for k in sorted(set(want) | set(have)) if want.get(k) != have.get(k)]
     if diff:
         raise EchorecError(f"{path}: recorded with other settings than the plan now gives ({'; '.join(diff[:6])}"
@@ -137,7 +145,7 @@ def trial_record_path(out: str, plan: Plan, model: str, i: int) -> str:
 def same_settings(out: str, want: dict, exclude: str = "") -> dict | None:
     """Any finished record made with exactly the settings `want` (an identity() dict), else None."""
     for path, rec in all_records(out):
-        if path != exclude and identity(rec["config"]) == want:
+        if path != exclude and record_identity(rec, path) == want:
             return {**rec, "reused_from": rec.get("reused_from") or os.path.relpath(path, out)}
     return None
 
