@@ -225,3 +225,17 @@ def test_a_record_made_before_a_setting_existed_still_counts(tmp_path, seq_file)
     assert lr.same_settings(out, want) is None
     with pytest.raises(EchorecError, match="recorded with other settings.*train.lr 0.5 -> 0.003"):
         lr.check_record(path, lr.read_record(path), rc)
+
+
+def test_run_order_is_dataset_then_seed_then_model(tmp_path, seq_file):
+    # a side-by-side cell runs in its model's place among its seed's cells, so a model listed before it (the
+    # flagship) need not wait for every side-by-side; without tuning nothing else waits
+    text = PLAN.replace("tuning: {{dataset: tiny, trials: 2, seed: 1, prune_warmup: 1}}\n", "")
+    path = tmp_path / "lean.yaml"
+    path.write_text(text.format(data=seq_file, lr=0.003))
+    jobs, waiting = lb.pending(str(tmp_path / "board"), lp.load_plan(str(path)), 1)
+    assert [j.tag for j in jobs] == [
+        "modes sasrec prefix seed 1", "modes sasrec all seed 1", "tiny fmlprec seed 1",
+        "modes sasrec prefix seed 2", "modes sasrec all seed 2", "tiny fmlprec seed 2",
+        "plain fmlprec seed 1", "plain fmlprec seed 2"]
+    assert waiting  # sasrec's own cells wait for its side-by-side

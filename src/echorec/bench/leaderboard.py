@@ -187,6 +187,16 @@ class Job:
     rc: object = None  # cell: its RunConfig
     record: str = ""  # cell: where its record goes
     model: str = ""  # tune: the model
+    order: tuple = ()  # where it runs among the ready jobs (see pending)
+
+
+def _order(plan: Plan, label: str, phase: int, seed: int, model: str, sub: int = 0) -> tuple:
+    """Run order: by dataset (as listed), then tuning before cells before third seeds, then seed, then model (as
+    listed); a side-by-side cell runs in its model's place among the modes dataset's cells of its seed, so the
+    flagship's cells need not wait for every side-by-side."""
+    labels, seeds, models = list(plan.datasets), list(plan.seeds), list(plan.models)
+    return (labels.index(label), phase, seeds.index(seed) if seed in seeds else len(seeds) + seed,
+            models.index(model), sub)
 
 
 def pending(out: str, plan: Plan, threads: int) -> tuple[list[Job], bool]:
@@ -205,7 +215,8 @@ def pending(out: str, plan: Plan, threads: int) -> tuple[list[Job], bool]:
                 if rec is not None:
                     check_record(path, rec, rc)
                     continue
-                jobs.append(Job(path, f"modes {m} {mode_name(plan, mode)} seed {s}", "cell", rc, path))
+                jobs.append(Job(path, f"modes {m} {mode_name(plan, mode)} seed {s}", "cell", rc, path,
+                                order=_order(plan, plan.modes_dataset, 1, s, m, 1 + (mode != "prefix"))))
     # 2. tuning
     tuned = {}
     for m in plan.models:
@@ -215,7 +226,8 @@ def pending(out: str, plan: Plan, threads: int) -> tuple[list[Job], bool]:
             continue
         best = tuned_best(out, plan, m)
         if best is None:
-            jobs.append(Job(tuned_path(out, plan, m), f"tune {plan.tune_dataset} {m}", "tune", model=m))
+            jobs.append(Job(tuned_path(out, plan, m), f"tune {plan.tune_dataset} {m}", "tune", model=m,
+                            order=_order(plan, plan.tune_dataset, 0, plan.tune_seed, m)))
             waiting = True
             continue
         tuned[m] = (best, mode)
@@ -227,7 +239,7 @@ def pending(out: str, plan: Plan, threads: int) -> tuple[list[Job], bool]:
                 if m not in tuned:
                     done_all = False
                     continue
-                job = _cell_job(out, plan, label, m, s, tuned[m], threads)
+                job = _cell_job(out, plan, label, m, s, tuned[m], threads, phase=1)
                 if job is not None:
                     jobs.append(job)
                     done_all = False
@@ -237,13 +249,13 @@ def pending(out: str, plan: Plan, threads: int) -> tuple[list[Job], bool]:
             waiting = True
             continue
         for m in top_models(out, plan, label):
-            job = _cell_job(out, plan, label, m, plan.third_seed, tuned[m], threads)
+            job = _cell_job(out, plan, label, m, plan.third_seed, tuned[m], threads, phase=2)
             if job is not None:
                 jobs.append(job)
-    return jobs, waiting
+    return sorted(jobs, key=lambda j: j.order), waiting
 
 
-def _cell_job(out, plan, label, model, seed, tuned_mode, threads) -> Job | None:
+def _cell_job(out, plan, label, model, seed, tuned_mode, threads, phase) -> Job | None:
     best, mode = tuned_mode
     path = record_path(out, label, model, seed)
     rc = cell_config(plan, label, model, seed, best, mode, threads)
@@ -251,7 +263,7 @@ def _cell_job(out, plan, label, model, seed, tuned_mode, threads) -> Job | None:
     if rec is not None:
         check_record(path, rec, rc)
         return None
-    return Job(path, f"{label} {model} seed {seed}", "cell", rc, path)
+    return Job(path, f"{label} {model} seed {seed}", "cell", rc, path, order=_order(plan, label, phase, seed, model))
 
 
 def top_models(out: str, plan: Plan, label: str) -> list[str]:
