@@ -56,7 +56,20 @@ def train(args: list[str], reuse: bool) -> dict:
     if not (reuse and f.read_metrics() is not None):
         if main(["train", *args, "--progress", "false", "--overwrite"]) != 0:
             raise SystemExit(f"training failed: {' '.join(args)}")
-    return {"history": f.read_history(), "metrics": f.read_metrics()}
+    return {"history": f.read_history(), "metrics": f.read_metrics(), "dir": out}
+
+
+def valid_ranks(run: str) -> list[int]:
+    """The rank of every valid target under the run's saved (best-valid) weights."""
+    from echorec.data.split import load_split
+    from echorec.eval.evaluate import evaluate
+    from echorec.runfolder import RunFolder
+
+    folder = RunFolder(run)
+    rc, model, _ = folder.load_model()
+    _, split = load_split(rc.data, items_first=folder.item_order())
+    _, ranks = evaluate(model, split, "valid", rc.eval, rc.data.max_len, "cpu", return_ranks=True)
+    return [int(r) for r in ranks.tolist()]
 
 
 def reach(history: list[dict], level: float) -> tuple[int | None, float | None]:
@@ -100,6 +113,10 @@ def main() -> None:
         warm = train([*common, *timed, *lr, "--dataset", grown, "--init-from", parent, "--seed", str(seed),
                       "--out", os.path.join(work, f"warm{seed}" + (f"_lr{a.warm_lr:g}" if lr else ""))], a.reuse)
         target = scratch["metrics"]["valid"]["ndcg@10"]
+        from echorec.bench.records import paired
+
+        # both runs read the same grown log, so their valid targets are the same users in the same order
+        scratch["paired"] = paired([valid_ranks(os.path.join(work, f"scratch{seed}"))], [valid_ranks(warm["dir"])])
         rows.append((seed, target, scratch, warm))
         print(f"seed {seed}: scratch's best {target:.4f}; warm start's {warm['metrics']['valid']['ndcg@10']:.4f}",
               flush=True)
@@ -128,7 +145,8 @@ def report(a, rows: list, new_items: int) -> str:
              f"{', '.join(f'{q:.0%}' for q in LEVELS)} of the scratch run's best valid NDCG@10.", "",
              "| seed | scratch's best valid NDCG@10 | "
              + " | ".join(f"{q:.0%}: scratch / warm start, epoch (s)" for q in LEVELS)
-             + " | best valid, scratch / warm | best / run epochs, scratch / warm | test NDCG@10, scratch / warm |",
+             + " | best valid, scratch / warm (paired SE, targets) | best / run epochs, scratch / warm | "
+             "test NDCG@10, scratch / warm |",
              "| ---: | ---: |" + " ---: |" * (len(LEVELS) + 3)]
 
     def when(history, level):
@@ -140,7 +158,7 @@ def report(a, rows: list, new_items: int) -> str:
         lines.append(f"| {seed} | {target:.4f} | "
                      + " | ".join(f"{when(s['history'], q * target)} / {when(w['history'], q * target)}"
                                   for q in LEVELS)
-                     + f" | {target:.4f} / {wm['valid']['ndcg@10']:.4f} | "
+                     + f" | {target:.4f} / {wm['valid']['ndcg@10']:.4f} ({s['paired'][2]:.4f}, {s['paired'][3]:,}) | "
                      f"{sm['best_epoch']} / {sm['epochs_run']}, {wm['best_epoch']} / {wm['epochs_run']} | "
                      f"{sm['test']['ndcg@10']:.4f} / {wm['test']['ndcg@10']:.4f} |")
     return "\n".join(lines)
