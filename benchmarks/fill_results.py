@@ -1,6 +1,7 @@
-"""Copy the committed result tables into the docs' Results page (docs/results.md, between markers), so it
-shows exactly what the benchmark scripts wrote. Run after the benchmarks: python benchmarks/fill_results.py
-(`--check`: exit 1 when the page is out of date; the test suite runs that)."""
+"""Copy the committed result tables into the docs' Results page (docs/results.md, between markers), and the
+leaderboard's headline table into the README, so both show exactly what the benchmark scripts wrote. Run after
+the benchmarks: python benchmarks/fill_results.py (`--check`: exit 1 when either is out of date; the test suite
+runs that)."""
 
 import glob
 import os
@@ -9,6 +10,8 @@ import shutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAGE = os.path.join(HERE, "..", "docs", "results.md")
+README = os.path.join(HERE, "..", "README.md")
+README_SECTIONS = {"HEADLINE": "leaderboard/headline.md"}  # marker -> the file copied there as it is
 SECTIONS = {  # marker -> result files, in order
     "VS_RECBOLE": ["vs_recbole.md", "vs_recbole_seeds.md"],
     "SCAN": ["scan_speed.md"],
@@ -16,7 +19,11 @@ SECTIONS = {  # marker -> result files, in order
     "ABLATION": ["ablation.md"],
     "READOUT": ["readout/results.md", "readout/paired.md"],
     "LONG_RANGE": ["long_range.md", "long_range_notes.md"],
-    "SERVE": ["serve_load.md"],
+    "SERVE": ["serve_load.md", "serve_load_before_after_42.md"],
+    "LEADERBOARD": ["leaderboard/results.md"],
+    "PREDICT": ["predict_scale.md", "onnx_speed.md"],
+    "WARM": ["warm_start.md", "warm_start_lr3e-4.md"],
+    "REFACTOR": ["epoch_before_after_40.md", "kernel_choices.md"],
     "SCALE": ["scale_logs.md", "read_scale.md"],
     "TTQ": ["time_to_quality/results.md", "time_to_quality/notes.md"],
     "ZOO": ["vs_recbole_zoo.md"],
@@ -28,7 +35,8 @@ SECTIONS = {  # marker -> result files, in order
 # protocol are copied into benchmarks/results/<name>/ before the page is filled.
 STUDIES = {"accuracy": ["results.md", "results.csv", "study.json", "curves_*.png"],
            "speed": ["speed.md", "speed.csv", "speed_*.png"]}
-IMAGES = {"accuracy/results.md": "accuracy/curves_*.png", "speed/speed.md": "speed/speed_*.png",
+IMAGES = {"leaderboard/results.md": "leaderboard/time_*.png",
+          "accuracy/results.md": "accuracy/curves_*.png", "speed/speed.md": "speed/speed_*.png",
           "scale_logs.md": "scale_logs.png"}
 
 
@@ -39,6 +47,7 @@ def body(files):
         if os.path.exists(path):
             text = open(path).read().strip()
             text = re.sub(r"^# .*\n", "", text).strip()  # the section heading is in the page already
+            text = re.sub(r"^!\[.*\]\((?!benchmarks/).*\)\n?", "", text, flags=re.M)  # relative images: IMAGES adds them
             text = re.sub(r"^## ", "### ", text, flags=re.M)  # a file's sections sit under the page's ##
             parts.append(text)
     if "scan_speed.md" in files and os.path.exists(os.path.join(HERE, "results", "scan_speed.png")):
@@ -75,19 +84,31 @@ def filled(text: str) -> str:
     return text
 
 
+def filled_readme(text: str) -> str:
+    for key, f in README_SECTIONS.items():
+        path = os.path.join(HERE, "results", f)
+        table = open(path).read().strip() if os.path.exists(path) else "(not measured yet)"
+        block = f"<!-- {key} -->\n{table}\n<!-- /{key} -->"
+        text = re.sub(rf"<!-- {key} -->.*?<!-- /{key} -->", lambda _: block, text, flags=re.S)
+    return text
+
+
 def main() -> int:
     import sys
 
+    pages = ((PAGE, filled), (README, filled_readme))
     if "--check" in sys.argv:
-        text = open(PAGE).read()
-        if filled(text) != text:
-            print("docs/results.md is out of date: run python benchmarks/fill_results.py")
+        stale = [os.path.relpath(p, os.path.join(HERE, "..")) for p, fill in pages
+                 if fill(open(p).read()) != open(p).read()]
+        if stale:
+            print(f"{', '.join(stale)} out of date: run python benchmarks/fill_results.py")
             return 1
         return 0
     copy_studies()
-    text = filled(open(PAGE).read())
-    with open(PAGE, "w") as f:
-        f.write(text)
+    for page, fill in pages:
+        text = fill(open(page).read())
+        with open(page, "w") as f:
+            f.write(text)
     return 0
 
 

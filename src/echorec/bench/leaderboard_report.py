@@ -59,7 +59,7 @@ def leaderboard_table(plan: Plan, label: str, recs: dict[str, list[dict]]) -> li
              "minutes per cell | s per epoch |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     ranked = sorted(plan.models, key=lambda m: -mean([r["metrics"]["test"][KEY] for r in recs[m]]) if recs[m] else 1)
-    best = ranked[0] if recs[ranked[0]] else None
+    best = ranked[0] if all(recs[m] for m in plan.models) else None  # no winner while cells are pending
     for m in ranked:
         rs = recs[m]
         if not rs:
