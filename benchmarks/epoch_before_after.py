@@ -20,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 
+from _output import emit
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -80,10 +82,7 @@ def main() -> None:
         n = statistics.median(r[3]["seconds"] for r in rows if r[1] == m)
         lines.append(f"\n{m}: median epoch {o:.1f} s (old) vs {n:.1f} s (new), ratio new/old {n / o:.3f}")
     text = "\n".join(lines)
-    print(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
+    emit(text, a.out)
     sys.exit(0 if same else 1)
 
 

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import torch
+from _output import emit
 
 
 def make_run(model: str, out: str, n_items: int, max_len: int) -> None:
@@ -94,10 +95,7 @@ def main() -> None:
                      f"{c['torch_scan'][0]:.2f} / {c['torch_scan'][1]:.2f} | {c['onnx'][0]:.2f} / {c['onnx'][1]:.2f} | "
                      f"{c['onnx'][0] / c['torch'][0]:.2f} |")
     text = "\n".join(lines)
-    print(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
+    emit(text, a.out)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import tempfile
 import time
 
 import numpy as np
+from _output import emit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -131,10 +132,7 @@ def main() -> None:
         lines.append(f"| {s['model']} | {s['n_users']:,} | {s['users_per_s']:,.0f} | {s['rss_after_load_mib']:,.0f} | "
                      f"{s['scoring_peak_rss_mib']:,.0f} | {own:,.0f} | {s['peak_rss_mib']:,.0f} |")
     text = "\n".join(lines)
-    print(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
+    emit(text, a.out)
 
 
 if __name__ == "__main__":

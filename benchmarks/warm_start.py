@@ -21,6 +21,7 @@ import sys
 import tempfile
 
 import numpy as np
+from _output import emit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LEVELS = (0.95, 0.98, 1.0)  # fractions of the scratch run's best valid NDCG@10
@@ -121,10 +122,7 @@ def main() -> None:
         print(f"seed {seed}: scratch's best {target:.4f}; warm start's {warm['metrics']['valid']['ndcg@10']:.4f}",
               flush=True)
     text = report(a, rows, new_items)
-    print(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
+    emit(text, a.out)
 
 
 def report(a, rows: list, new_items: int) -> str:
