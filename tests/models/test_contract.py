@@ -159,3 +159,19 @@ def test_score_into_a_reused_buffer_equals_score(name):
     with torch.no_grad():
         out = m.score_into(h, buf[:5])
         assert torch.equal(out, m.score(h)) and out.data_ptr() == buf.data_ptr()
+
+
+def test_score_into_keeps_an_overridden_score():
+    # a plugin that changes only `score` (here: a popularity bias on the tied output) must batch-score with it
+    base = make("sasrec").eval()
+
+    class Biased(type(base)):
+        def score(self, h):
+            return super().score(h) + torch.arange(self.n_items, dtype=h.dtype)
+
+    m = Biased.__new__(Biased)
+    m.__dict__.update(base.__dict__)
+    h = torch.randn(3, m.hidden)
+    with torch.no_grad():
+        out = m.score_into(h, torch.empty(3, N_ITEMS))
+        assert torch.equal(out, m.score(h)) and not torch.equal(out, base.score(h))

@@ -71,7 +71,10 @@ class SequentialRecommender(nn.Module):
 
     def score_into(self, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """`score(h)` written into `out` (B, n_items): batch scoring reuses one buffer, because a fresh matrix of
-        that size is paged in anew on every call, which costs more than the product itself."""
+        that size is paged in anew on every call, which costs more than the product itself. A model (a plugin)
+        that overrides `score` alone keeps its own scores here, only without the reuse."""
+        if type(self).score is not SequentialRecommender.score:
+            return out.copy_(self.score(h))
         return torch.matmul(h, self.item_emb.weight[1 : self.n_items + 1].t(), out=out)
 
     def score_items(self, h: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
