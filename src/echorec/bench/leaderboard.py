@@ -44,6 +44,7 @@ from echorec.bench.plan import KEY, Plan, cell_config, identity, load_plan
 from echorec.bench.records import (
     check_record,
     current_mode,
+    known_settings,
     make_record,
     mode_name,
     mode_record_path,
@@ -275,12 +276,12 @@ def top_models(out: str, plan: Plan, label: str) -> list[str]:
     return sorted(means, key=lambda m: -means[m])[:plan.third_top]
 
 
-def reuse(out: str, job: Job, log) -> bool:
+def reuse(out: str, job: Job, log, found: list | None = None) -> bool:
     """Copy another record made with exactly this cell's settings (a side-by-side cell or a tuning trial is
     also a leaderboard cell when its settings and seed are the cell's)."""
     from echorec.config import run_config_to_dict
 
-    rec = same_settings(out, identity(run_config_to_dict(job.rc)), job.record)
+    rec = same_settings(out, identity(run_config_to_dict(job.rc)), job.record, found)
     if rec is None:
         return False
     os.makedirs(os.path.dirname(job.record), exist_ok=True)
@@ -322,7 +323,8 @@ def _schedule(out: str, plan: Plan, jobs: int, threads: int, log, max_jobs: int)
                 ready = [j for j in ready if j.key not in running and j.key not in failed]
                 # every cell that repeats a finished record is filled in now, not when its turn comes, so the
                 # tables (and the choice of third seeds) see it at once
-                reused = [j for j in ready if j.kind == "cell" and reuse(out, j, log)]
+                found = known_settings(out)  # read once for every ready cell
+                reused = [j for j in ready if j.kind == "cell" and reuse(out, j, log, found)]
                 if reused:
                     write_report(out, plan)
                     continue

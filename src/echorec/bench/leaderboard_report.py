@@ -54,12 +54,19 @@ def dataset_records(out: str, plan: Plan, label: str) -> dict[str, list[dict]]:
     return found
 
 
+def winner(plan: Plan, recs: dict[str, list[dict]]) -> str | None:
+    """The model with the best mean test NDCG@10, once every model has a cell (a partial column has none)."""
+    if not all(recs[m] for m in plan.models):
+        return None
+    return max(plan.models, key=lambda m: mean([r["metrics"]["test"][KEY] for r in recs[m]]))
+
+
 def leaderboard_table(plan: Plan, label: str, recs: dict[str, list[dict]]) -> list[str]:
     lines = ["| model | mode | seeds | test NDCG@10 | test HR@10 | valid NDCG@10 | best / run epochs | "
              "minutes per cell | s per epoch |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     ranked = sorted(plan.models, key=lambda m: -mean([r["metrics"]["test"][KEY] for r in recs[m]]) if recs[m] else 1)
-    best = ranked[0] if all(recs[m] for m in plan.models) else None  # no winner while cells are pending
+    best = winner(plan, recs)
     for m in ranked:
         rs = recs[m]
         if not rs:
@@ -218,11 +225,7 @@ def headline_table(plan: Plan, per_dataset: dict[str, dict[str, list[dict]]]) ->
     column's best is only marked once every model has a cell there (a partial column has no winner yet)."""
     labels = list(plan.datasets)
     lines = ["| model | " + " | ".join(labels) + " |", "| --- |" + " ---: |" * len(labels)]
-    best = {}
-    for label in labels:
-        recs = per_dataset[label]
-        if all(recs[m] for m in plan.models):
-            best[label] = max(plan.models, key=lambda m: mean([r["metrics"]["test"][KEY] for r in recs[m]]))
+    best = {label: winner(plan, per_dataset[label]) for label in labels}
     for m in plan.models:
         row = []
         for label in labels:
@@ -243,8 +246,9 @@ def write_report(out: str, plan: Plan) -> str:
     if plan.tune_dataset is None or plan.trials < 1:  # the plan may drop them for time; the table must say so
         lines += ["No tuning in this plan: every model trains with its published recipe (below)."
                   + ("" if plan.third_seed is not None else " No third seeds."), ""]
+    per_dataset = {}
     for label in plan.datasets:
-        recs = dataset_records(out, plan, label)
+        recs = per_dataset[label] = dataset_records(out, plan, label)
         n = sum(len(v) for v in recs.values())
         lines += [f"## {label}", "", f"{n} finished cells.", ""]
         lines += leaderboard_table(plan, label, recs) + [""]
@@ -254,8 +258,7 @@ def write_report(out: str, plan: Plan) -> str:
             lines += ["", f"![{label}: valid NDCG@10 against time]({os.path.basename(png)})"]
         lines.append("")
     lines += modes_section(out, plan) + tuning_section(out, plan) + recipes_section(plan)
-    atomic_write_text(os.path.join(out, "headline.md"),
-                      headline_table(plan, {label: dataset_records(out, plan, label) for label in plan.datasets}))
+    atomic_write_text(os.path.join(out, "headline.md"), headline_table(plan, per_dataset))
     machines = sorted({rec.get("machine", "?") for _, rec in all_records(out)})
     if machines:
         lines += ["Machines: " + "; ".join(machines) + ".", ""]

@@ -40,6 +40,11 @@ def all_records(out: str) -> list[tuple[str, dict]]:
     return found
 
 
+def known_settings(out: str) -> list[tuple[str, dict, dict]]:
+    """Every finished record with the settings it was made with: (path, record, record_identity)."""
+    return [(path, rec, record_identity(rec, path)) for path, rec in all_records(out)]
+
+
 def record_identity(rec: dict, where: str = "record") -> dict:
     """The settings a record was made with, read the way a run folder's config.json is read: a setting added
     to echorec after the record was made takes its default, which is what the older code did."""
@@ -142,10 +147,11 @@ def trial_record_path(out: str, plan: Plan, model: str, i: int) -> str:
     return os.path.join(out, "tuned", plan.tune_dataset, model, f"trial{i}.json")
 
 
-def same_settings(out: str, want: dict, exclude: str = "") -> dict | None:
-    """Any finished record made with exactly the settings `want` (an identity() dict), else None."""
-    for path, rec in all_records(out):
-        if path != exclude and record_identity(rec, path) == want:
+def same_settings(out: str, want: dict, exclude: str = "", found: list | None = None) -> dict | None:
+    """Any finished record made with exactly the settings `want` (an identity() dict), else None. `found`: the
+    (path, record, identity) list of known_settings(out), when a caller asks for many cells at once."""
+    for path, rec, ident in found if found is not None else known_settings(out):
+        if path != exclude and ident == want:
             return {**rec, "reused_from": rec.get("reused_from") or os.path.relpath(path, out)}
     return None
 
