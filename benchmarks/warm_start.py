@@ -73,6 +73,16 @@ def valid_ranks(run: str) -> list[int]:
     return [int(r) for r in ranks.tolist()]
 
 
+def paired_valid(a: str, b: str) -> tuple[float, float, float, int]:
+    """records.paired over the valid targets of two runs of one log (the same users, in the same order)."""
+    from echorec.bench.records import paired
+
+    users = [open(os.path.join(run, "users.tsv"), encoding="utf-8").read() for run in (a, b)]
+    if users[0] != users[1]:
+        raise SystemExit(f"{a} and {b} number their users differently: their targets cannot be paired")
+    return paired([valid_ranks(a)], [valid_ranks(b)])
+
+
 def reach(history: list[dict], level: float) -> tuple[int | None, float | None]:
     """The first epoch (and the seconds of training + validation until its end) whose valid NDCG@10 >= level."""
     t = 0.0
@@ -114,10 +124,7 @@ def main() -> None:
         warm = train([*common, *timed, *lr, "--dataset", grown, "--init-from", parent, "--seed", str(seed),
                       "--out", os.path.join(work, f"warm{seed}" + (f"_lr{a.warm_lr:g}" if lr else ""))], a.reuse)
         target = scratch["metrics"]["valid"]["ndcg@10"]
-        from echorec.bench.records import paired
-
-        # both runs read the same grown log, so their valid targets are the same users in the same order
-        scratch["paired"] = paired([valid_ranks(os.path.join(work, f"scratch{seed}"))], [valid_ranks(warm["dir"])])
+        scratch["paired"] = paired_valid(scratch["dir"], warm["dir"])
         rows.append((seed, target, scratch, warm))
         print(f"seed {seed}: scratch's best {target:.4f}; warm start's {warm['metrics']['valid']['ndcg@10']:.4f}",
               flush=True)
