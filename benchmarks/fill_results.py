@@ -73,23 +73,25 @@ def copy_studies():
                 shutil.copy2(f, dst)
 
 
+def put(text: str, key: str, content: str) -> str:
+    """`content` between the <!-- KEY --> markers (or in place of a bare RESULTS_KEY)."""
+    block = f"<!-- {key} -->\n{content}\n<!-- /{key} -->"
+    pattern = re.compile(rf"<!-- {key} -->.*?<!-- /{key} -->", re.S)
+    if pattern.search(text):
+        return pattern.sub(lambda _: block, text)
+    return text.replace(f"RESULTS_{key}", block)
+
+
 def filled(text: str) -> str:
     for key, files in SECTIONS.items():
-        block = f"<!-- {key} -->\n{body(files)}\n<!-- /{key} -->"
-        pattern = re.compile(rf"<!-- {key} -->.*?<!-- /{key} -->", re.S)
-        if pattern.search(text):
-            text = pattern.sub(lambda _: block, text)
-        else:
-            text = text.replace(f"RESULTS_{key}", block)
+        text = put(text, key, body(files))
     return text
 
 
 def filled_readme(text: str) -> str:
     for key, f in README_SECTIONS.items():
         path = os.path.join(HERE, "results", f)
-        table = open(path).read().strip() if os.path.exists(path) else "(not measured yet)"
-        block = f"<!-- {key} -->\n{table}\n<!-- /{key} -->"
-        text = re.sub(rf"<!-- {key} -->.*?<!-- /{key} -->", lambda _: block, text, flags=re.S)
+        text = put(text, key, open(path).read().strip() if os.path.exists(path) else "(not measured yet)")
     return text
 
 
@@ -98,8 +100,8 @@ def main() -> int:
 
     pages = ((PAGE, filled), (README, filled_readme))
     if "--check" in sys.argv:
-        stale = [os.path.relpath(p, os.path.join(HERE, "..")) for p, fill in pages
-                 if fill(open(p).read()) != open(p).read()]
+        texts = {p: open(p).read() for p, _ in pages}
+        stale = [os.path.relpath(p, os.path.join(HERE, "..")) for p, fill in pages if fill(texts[p]) != texts[p]]
         if stale:
             print(f"{', '.join(stale)} out of date: run python benchmarks/fill_results.py")
             return 1
